@@ -1,0 +1,1 @@
+"""Interoperability with PyTorch and ONNX (export path)."""

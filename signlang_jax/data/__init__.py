@@ -1,0 +1,1 @@
+"""Dataset I/O, validation and the grain input pipeline."""

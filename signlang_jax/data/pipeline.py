@@ -1,0 +1,251 @@
+"""The grain input pipeline: validated samples -> shuffled, augmented, compact uint8 batches.
+
+    source (validated split) -> [process shard] -> per-epoch shuffle -> repeat
+      -> decode + affine (scale, rotation, shift, flip) + photometric jitter -> batch
+      -> worker processes with prefetch
+
+A batch is a dict of numpy arrays (N = per-process batch size, S = `config.data.image_size`):
+
+    image:     uint8   (N, S, S, 3)  RGB
+    keypoints: float32 (N, 64, 3)    x, y in the augmented image's pixels, weight (0 = ignore)
+    bbox:      float32 (N, 4)        person box x, y, w, h in the augmented image's pixels
+    affine:    float32 (N, 2, 3)     original image pixel -> augmented image pixel
+    index:     int32   (N,)          position of the sample in its split (-1 for padding)
+    mask:      bool    (N,)          False for the padding that completes the last val batch
+
+Heatmaps are not built here: the train step renders them on the device from `keypoints`, so a
+sample costs S*S*3 bytes plus 1 KB on the way to the device instead of float heatmaps.
+
+Determinism: output depends on the seed, the data and `config.data.num_workers` (grain
+interleaves the workers' outputs), so the worker count is part of the iterator state and a
+resume with another count is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+
+import grain
+import ml_collections
+import numpy as np
+
+from signlang_jax.data.augment import AugmentParams, augment_sample
+from signlang_jax.data.dataset import (
+    DatasetError,
+    Problem,
+    Sample,
+    read_image,
+    scan_dataset,
+    split_samples,
+)
+from signlang_jax.data.report import format_report
+
+
+class SampleSource:
+    """grain random-access source over validated samples; yields paths and labels, not pixels."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self._paths = [s.image_path for s in samples]
+        self._keypoints = np.stack([s.keypoints for s in samples]) if samples else np.zeros(
+            (0, 64, 3), np.float32)
+        self._bboxes = np.stack([s.bbox for s in samples]) if samples else np.zeros((0, 4))
+        digest = hashlib.sha256(json.dumps(self._paths).encode())
+        digest.update(self._keypoints.tobytes())
+        self._digest = digest.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return len(self._paths)
+
+    def __getitem__(self, index: int) -> dict:
+        """The record of sample `index`: its path, keypoints and box."""
+        return {"index": index, "path": self._paths[index],
+                "keypoints": self._keypoints[index], "bbox": self._bboxes[index]}
+
+    def __repr__(self) -> str:
+        # grain compares repr(source) on restore: make it depend on the content only.
+        return f"SampleSource(len={len(self)}, digest={self._digest})"
+
+
+def augment_params(config: ml_collections.ConfigDict) -> AugmentParams:
+    """The augmentation ranges of `config.augment`."""
+    return AugmentParams(**{f: config.augment[f] for f in AugmentParams.__dataclass_fields__})
+
+
+def load_sample(record: dict, rng: np.random.Generator | None, size: int,
+                params: AugmentParams) -> dict[str, np.ndarray]:
+    """Decode and letterbox one record; augment it when `rng` is given (training)."""
+    image = read_image(record["path"])
+    out = augment_sample(image, record["keypoints"], record["bbox"], size, rng, params)
+    out["index"] = np.int32(record["index"])
+    out["mask"] = np.bool_(True)
+    return out
+
+
+def _train_map(record: dict, rng: np.random.Generator, size: int,
+               params: AugmentParams) -> dict[str, np.ndarray]:
+    return load_sample(record, rng, size, params)
+
+
+def _eval_map(record: dict, size: int, params: AugmentParams) -> dict[str, np.ndarray]:
+    return load_sample(record, None, size, params)
+
+
+def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Pad a short last batch to `batch_size` with masked zeros, so shapes never change."""
+    n = len(batch["mask"])
+    if n == batch_size:
+        return batch
+    padded = {k: np.concatenate([v, np.zeros((batch_size - n, *v.shape[1:]), v.dtype)])
+              for k, v in batch.items()}
+    padded["index"][n:] = -1
+    return padded
+
+
+def _init_worker(worker_index: int, worker_count: int) -> None:
+    import cv2
+
+    # One OpenCV thread per worker: the workers already use every core.
+    cv2.setNumThreads(1)
+
+
+def load_split(data: ml_collections.ConfigDict, split: str) -> list[Sample]:
+    """Validate the dataset of `data` (= config.data) and return the samples of `split`.
+
+    Raises `DatasetError` with every problem found if any file is invalid, unless
+    `data.skip_invalid`, in which case the report and the skipped files go to stderr.
+    """
+    scan = scan_dataset(data.root, data.images_dir, data.labels_dir, decode=data.decode_check)
+    if scan.problems:
+        if not data.skip_invalid:
+            raise DatasetError(scan.problems)
+        skipped = sorted({p.file for p in scan.problems})
+        print(format_report(scan), file=sys.stderr)
+        print(f"skipping {len(skipped)} invalid files (data.skip_invalid=True):\n  "
+              + "\n  ".join(skipped), file=sys.stderr)
+    samples = split_samples(scan, split, data.val_fraction, strict=not data.skip_invalid)
+    if not samples:
+        raise DatasetError([Problem(str(scan.root), "", f"the {split!r} split has no valid "
+                                    "samples", "empty_split")])
+    return samples
+
+
+def make_dataset(config: ml_collections.ConfigDict, split: str, *,
+                 batch_size: int | None = None, seed: int | None = None,
+                 shard_index: int | None = None, shard_count: int | None = None,
+                 num_workers: int | None = None, num_epochs: int | None = None,
+                 samples: Sequence[Sample] | None = None) -> grain.IterDataset:
+    """The batched grain dataset of `split` for this process.
+
+    Train: shuffled every epoch, augmented, repeated `num_epochs` times (None = forever), last
+    partial batch dropped. Val: fixed order, no random augmentation, one pass, last batch
+    padded (see `mask`). `batch_size` is the GLOBAL batch (default config.train.batch_size);
+    each of the `shard_count` processes (default: JAX processes) gets a disjoint shard and
+    batch_size / shard_count samples per batch.
+    """
+    if shard_index is None or shard_count is None:
+        import jax
+
+        shard_index, shard_count = jax.process_index(), jax.process_count()
+    batch_size = batch_size or config.train.batch_size
+    if batch_size % shard_count:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {shard_count} "
+                         "processes")
+    local_batch = batch_size // shard_count
+    seed = config.seed if seed is None else seed
+    num_workers = config.data.num_workers if num_workers is None else num_workers
+    samples = load_split(config.data, split) if samples is None else samples
+    size, params = config.data.image_size, augment_params(config)
+
+    ds = grain.MapDataset.source(SampleSource(samples))[shard_index::shard_count]
+    if split == "train":
+        if len(ds) < local_batch:
+            raise ValueError(f"the train split has {len(ds)} samples for this process, fewer "
+                             f"than one batch of {local_batch}")
+        ds = ds.shuffle(seed=seed).repeat(num_epochs)
+        ds = ds.random_map(functools.partial(_train_map, size=size, params=params), seed=seed)
+        it_ds = ds.to_iter_dataset().batch(local_batch, drop_remainder=True)
+    else:
+        ds = ds.map(functools.partial(_eval_map, size=size, params=params))
+        it_ds = ds.to_iter_dataset().batch(local_batch, drop_remainder=False)
+        it_ds = it_ds.map(functools.partial(pad_batch, batch_size=local_batch))
+    if num_workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags
+            flags.FLAGS.mark_as_parsed()
+        options = grain.MultiprocessingOptions(
+            num_workers=num_workers, per_worker_buffer_size=config.data.worker_buffer_size)
+        it_ds = it_ds.mp_prefetch(options, worker_init_fn=_init_worker)
+    return it_ds
+
+
+class BatchIterator:
+    """Iterator over a pipeline's batches whose checkpointable state records the worker count.
+
+    `get_state()` returns JSON bytes (the form orbax's grain handler stores), `set_state()`
+    takes them back and refuses a state saved with another worker count, because grain's output
+    order depends on it and the resumed stream would silently differ.
+    """
+
+    def __init__(self, dataset: grain.IterDataset, num_workers: int) -> None:
+        self._iterator = iter(dataset)
+        self.num_workers = num_workers
+
+    def __iter__(self) -> BatchIterator:
+        """Itself."""
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        """The next batch."""
+        return next(self._iterator)
+
+    def get_state(self) -> bytes:
+        """The position in the stream, as JSON bytes."""
+        state = {"num_workers": self.num_workers, "grain": self._iterator.get_state()}
+        return json.dumps(state).encode()
+
+    def set_state(self, state: bytes | str | dict) -> None:
+        """Continue from a state returned by `get_state`."""
+        if isinstance(state, bytes | str):
+            state = json.loads(state)
+        saved = state.get("num_workers")
+        if saved != self.num_workers:
+            raise ValueError(
+                f"the data iterator was saved with data.num_workers={saved} but this run uses "
+                f"{self.num_workers}; grain's sample order depends on the worker count, so "
+                f"resume with --config.data.num_workers={saved}")
+        self._iterator.set_state(state["grain"])
+
+    def start_prefetch(self) -> None:
+        """Start the worker processes early (called by orbax after a restore)."""
+        start = getattr(self._iterator, "start_prefetch", None)
+        if start is not None:
+            start()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+        self._iterator = iter(())
+
+    def __enter__(self) -> BatchIterator:
+        """Use as a context manager that closes the workers."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the workers."""
+        self.close()
+
+
+def make_iterator(config: ml_collections.ConfigDict, split: str, **kwargs: object
+                  ) -> BatchIterator:
+    """`make_dataset(config, split, **kwargs)` as a checkpointable `BatchIterator`."""
+    num_workers = kwargs.get("num_workers")
+    num_workers = config.data.num_workers if num_workers is None else num_workers
+    return BatchIterator(make_dataset(config, split, **kwargs), int(num_workers))

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny valid datasets written on the fly, and a small config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from configs import default
+from signlang_jax.keypoints import KEYPOINT_NAMES
+
+
+def write_sample(root: Path, stem: str, rng: np.random.Generator, size: tuple[int, int] = (64, 48),
+                 ext: str = ".png") -> dict:
+    """Write one valid image + label under root; return the label dict."""
+    width, height = size
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / "images" / f"{stem}{ext}"), image)
+    keypoints = [
+        {"name": name, "x": round(float(rng.uniform(0, width - 1)), 2),
+         "y": round(float(rng.uniform(0, height - 1)), 2), "visible": int(rng.random() < 0.8)}
+        for name in KEYPOINT_NAMES
+    ]
+    label = {"image": f"{stem}{ext}", "width": width, "height": height, "keypoints": keypoints,
+             "bbox": [1.0, 2.0, width - 3.0, height - 4.0]}
+    (root / "labels" / f"{stem}.json").write_text(json.dumps(label))
+    return label
+
+
+def write_dataset(root: Path, num: int, seed: int = 0, size: tuple[int, int] = (64, 48)) -> Path:
+    """Write `num` valid samples named 000000.. under root."""
+    rng = np.random.default_rng(seed)
+    for i in range(num):
+        write_sample(root, f"{i:06d}", rng, size)
+    return root
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """The default config shrunk for tests: 32 px input, batch 4, no worker processes."""
+    config = default.get_config()
+    config.data.root = str(tmp_path / "data")
+    config.data.image_size = 32
+    config.data.num_workers = 0
+    config.train.batch_size = 4
+    return config
