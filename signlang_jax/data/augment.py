@@ -78,11 +78,11 @@ def transform_keypoints(keypoints: np.ndarray, matrix: np.ndarray, size: int,
                         flip: bool) -> np.ndarray:
     """Apply a 2x3 `matrix` to (K, 3) keypoints; off-frame points get weight 0.
 
-    The frame is 0 <= x, y <= size - 1 (pixel centres). With `flip` the keypoints are also
-    permuted so that each channel keeps its name.
+    The frame is the output's pixel area, -0.5 <= x, y <= size - 0.5 (pixel centres at
+    integers). With `flip` the keypoints are also permuted so that each channel keeps its name.
     """
     xy = keypoints[:, :2] @ matrix[:, :2].T + matrix[:, 2]
-    inside = np.all((xy >= 0) & (xy <= size - 1), axis=1)
+    inside = np.all((xy >= -0.5) & (xy <= size - 0.5), axis=1)
     out = np.concatenate([xy, (keypoints[:, 2] * inside)[:, None]], axis=1).astype(np.float32)
     return out[_FLIP] if flip else out
 
