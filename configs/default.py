@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.val_fraction = 0.1  # hash split when there is no splits/{train,val}.txt
     data.num_workers = 2  # grain worker processes (0 = decode in the training process)
     data.worker_buffer_size = 2  # batches prefetched per worker
+    data.read_threads = 0  # decode threads per process (0 = 1 with workers, else all cores)
     data.skip_invalid = False  # True: train on the valid files and list the skipped ones
     data.decode_check = True  # decode every image while validating (catches corrupt files)
 

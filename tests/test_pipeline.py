@@ -208,9 +208,9 @@ def test_iterator_state_round_trip_with_workers(data_config):
     with make_iterator(data_config, "train") as resumed:
         resumed.set_state(state)
         _assert_same(_take(resumed, 4), expected)
-    with make_iterator(data_config, "train", num_workers=0) as other:
-        with pytest.raises(ValueError, match="num_workers=2 but this run uses 0"):
-            other.set_state(state)
+    with (make_iterator(data_config, "train", num_workers=0) as other,
+          pytest.raises(ValueError, match="num_workers=2 but this run uses 0")):
+        other.set_state(state)
 
 
 def test_invalid_dataset_refused_unless_skipping(data_config, capsys):

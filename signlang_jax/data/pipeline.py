@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -161,6 +162,11 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     samples = load_split(config.data, split) if samples is None else samples
     size, params = config.data.image_size, augment_params(config)
 
+    # Each process reads with a few threads (OpenCV releases the GIL); grain's default of 16
+    # threads and 500 prefetched samples per worker oversubscribes the cores and the memory.
+    read_threads = config.data.read_threads or (1 if num_workers else os.cpu_count() or 1)
+    read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=
+                                     max(2 * local_batch, 16))
     ds = grain.MapDataset.source(SampleSource(samples))[shard_index::shard_count]
     if split == "train":
         if len(ds) < local_batch:
@@ -168,10 +174,10 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
                              f"than one batch of {local_batch}")
         ds = ds.shuffle(seed=seed).repeat(num_epochs)
         ds = ds.random_map(functools.partial(_train_map, size=size, params=params), seed=seed)
-        it_ds = ds.to_iter_dataset().batch(local_batch, drop_remainder=True)
+        it_ds = ds.to_iter_dataset(read_options).batch(local_batch, drop_remainder=True)
     else:
         ds = ds.map(functools.partial(_eval_map, size=size, params=params))
-        it_ds = ds.to_iter_dataset().batch(local_batch, drop_remainder=False)
+        it_ds = ds.to_iter_dataset(read_options).batch(local_batch, drop_remainder=False)
         it_ds = it_ds.map(functools.partial(pad_batch, batch_size=local_batch))
     if num_workers > 0:
         from absl import flags
