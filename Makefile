@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine (see README.md):
+#   make demo   set up .venv, then run the main job on built-in synthetic data
+#   make test   set up .venv, then lint and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch (export path only) is pinned to 2.13.0. pip takes a local CPU wheel where one is on its
+# find-links path; elsewhere pass e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# to get the CPU build instead of the default (CUDA on Linux) one.
+TORCH_PIP_ARGS ?=
+DEMO_DIR ?= runs/demo
+DEMO_NUM ?= 600
+DEMO_SIZE ?= 512
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0" $(TORCH_PIP_ARGS)
+	$(PY) -m pip install --quiet -e ".[export,dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data --num $(DEMO_NUM) --seed 0 \
+		--size $(DEMO_SIZE) --overwrite
+	$(PY) -m signlang_jax.data.validate --data-root $(DEMO_DIR)/data
+	$(PY) -m signlang_jax.data.preview --data-root $(DEMO_DIR)/data --out $(DEMO_DIR)/preview.png \
+		--size $(DEMO_SIZE)
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
