@@ -39,6 +39,40 @@ def get_config() -> ml_collections.ConfigDict:
     aug.blur_prob = 0.1  # probability of a Gaussian blur
     aug.blur_sigma_max = 1.5  # blur sigma range (0.1, max) in pixels
 
+    config.model = model = ml_collections.ConfigDict()
+    model.name = "resnet18"  # resnet18 | resnet34 | resnet50 | mobilenet_v3_small
+    model.width = 64  # base channel width (64 = torchvision); smaller for tests
+    model.num_keypoints = 64
+    model.deconv_layers = 3  # SimpleBaseline head: transposed convs, each x2 upsampling
+    model.deconv_filters = 256
+    model.deconv_kernel = 4  # 4 (padding 1), 3 or 2
+    model.final_kernel = 1
+    model.heatmap_size = 128  # must equal the model's output size: image_size / 4 by default
+    model.sigma = 2.0  # Gaussian target sigma in heatmap pixels
+    model.dtype = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU) | float32 | bfloat16
+    model.deconv_impl = "auto"  # auto | subpixel_matmul | subpixel_conv | lax (see models/head.py)
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.name = "adam"  # adam | adamw | sgd (Nesterov, momentum b1)
+    optim.lr = 1e-3  # peak learning rate
+    optim.b1 = 0.9
+    optim.b2 = 0.999
+    optim.weight_decay = 1e-4  # adamw only
+    optim.schedule = "cosine"  # cosine | step | constant, after the warmup
+    optim.warmup_steps = 500  # linear warmup from 0 (in optimizer updates)
+    optim.final_lr_fraction = 0.01  # cosine ends at lr * this
+    optim.step_boundaries = (0.7, 0.9)  # step schedule: fractions of training where lr drops
+    optim.step_factor = 0.1  # step schedule: lr multiplier at each boundary
+    optim.grad_clip = 1.0  # global-norm clipping (0 = off)
+    optim.accumulate_steps = 1  # gradient accumulation (optax.MultiSteps) for small GPUs
+
     config.train = train = ml_collections.ConfigDict()
     train.batch_size = 16  # global batch size (split over processes and devices)
+    train.epochs = 50
+    train.num_steps = 0  # if > 0, overrides epochs
+    train.log_every_steps = 50
+    train.eval_every_steps = 1000  # validation on the val split (and at the last step)
+    train.checkpoint_every_steps = 1000  # also after every validation
+    train.keep_checkpoints = 3  # latest kept, plus the best by val PCK@0.1
+    train.num_val_images = 4  # val predictions drawn into TensorBoard
     return config

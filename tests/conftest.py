@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# Compiled XLA programs are cached on disk and shared with subprocess tests (set before jax loads).
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import cv2
 import numpy as np
@@ -48,4 +54,24 @@ def tiny_config(tmp_path: Path):
     config.data.image_size = 32
     config.data.num_workers = 0
     config.train.batch_size = 4
+    return config
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic 64x64 samples, rendered once per test session."""
+    from signlang_jax.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, 24, seed=0, size=64, workers=1)
+    return root
+
+
+@pytest.fixture
+def train_config(synth_root: Path):
+    """tests/tiny_config.py on the session's synthetic data."""
+    from tests import tiny_config
+
+    config = tiny_config.get_config()
+    config.data.root = str(synth_root)
     return config

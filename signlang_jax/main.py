@@ -1,0 +1,41 @@
+"""`python -m signlang_jax.main --config configs/default.py --workdir runs/x`: train a model.
+
+Running the same command again resumes from the latest checkpoint in the workdir. Any config
+field can be overridden: --config.train.batch_size=8 --config.data.root=DIR.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and config.")
+_RESUME = flags.DEFINE_string(
+    "resume", None, "Resume from this checkpoint instead of the workdir's latest: a workdir, its "
+    "checkpoints/ folder or a step folder (checkpoints/1000).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training configuration file (e.g. configs/default.py).", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    """Train and evaluate."""
+    del argv
+    logging.set_verbosity(logging.WARNING)  # keep JAX's and orbax's INFO lines off the console
+
+    from signlang_jax.data.dataset import DatasetError
+    from signlang_jax.train import TrainingError, train_and_evaluate
+
+    try:
+        metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME.value)
+    except (DatasetError, TrainingError, ValueError) as e:
+        print(f"ERROR {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if metrics:
+        print("final " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    app.run(main)
