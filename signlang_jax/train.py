@@ -72,7 +72,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> object:
 
 
 def check_compatible(saved: dict, config: ml_collections.ConfigDict, source: str) -> None:
-    """Raise `TrainingError` if `config` differs from the `saved` config in an architecture field."""
+    """Raise `TrainingError` if `config` and `saved` differ in an architecture field."""
     saved_cfg = ml_collections.ConfigDict(saved)
     diffs = []
     for field in ARCHITECTURE_FIELDS:

@@ -6,17 +6,18 @@ import json
 import os
 from pathlib import Path
 
-# Compiled XLA programs are cached on disk and shared with subprocess tests (set before jax loads).
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-
 import cv2
 import numpy as np
 import pytest
 
 from configs import default
 from signlang_jax.keypoints import KEYPOINT_NAMES
+
+# Compiled XLA programs are cached on disk and shared with subprocess tests
+# (none of the imports above loads jax, so this is in time).
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def write_sample(root: Path, stem: str, rng: np.random.Generator, size: tuple[int, int] = (64, 48),
