@@ -23,6 +23,11 @@ def get_config() -> ml_collections.ConfigDict:
     data.read_threads = 0  # decode threads per process (0 = 1 with workers, else all cores)
     data.skip_invalid = False  # True: train on the valid files and list the skipped ones
     data.decode_check = True  # decode every image while validating (catches corrupt files)
+    # Built-in data: if > 0 and data.root has no labels/, render this many synthetic samples into
+    # data.root (or WORKDIR/data when data.root is empty) before training.
+    data.synthetic_num = 0
+    data.synthetic_size = 512  # side of the rendered images
+    data.synthetic_seed = 0
 
     config.augment = aug = ml_collections.ConfigDict()
     aug.flip_prob = 0.5  # horizontal flip, with the left/right keypoint permutation

@@ -157,7 +157,8 @@ def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 def create_state(config: ml_collections.ConfigDict, total_steps: int
                  ) -> tuple[nnx.GraphDef, nnx.State, optax.Schedule]:
     """Fresh model + optimizer, split into (graphdef, state), and the lr schedule."""
-    model = create_model(model_config(config), nnx.Rngs(config.seed))
+    # rbg keys: the default threefry sampler compiles once per parameter shape (~15 s at init).
+    model = create_model(model_config(config), nnx.Rngs(jax.random.key(config.seed, impl="rbg")))
     tx, schedule = make_optimizer(config.optim, total_steps)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
@@ -344,6 +345,32 @@ def total_train_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
     return config.train.epochs * max(num_train // config.train.batch_size, 1)
 
 
+def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections.ConfigDict:
+    """Render the built-in synthetic dataset if the config asks for it and it is missing.
+
+    Returns the config with `data.root` resolved (WORKDIR/data when it was empty).
+    """
+    data = config.data
+    if data.synthetic_num <= 0:
+        if not data.root:
+            raise ValueError("set --config.data.root=DIR (or data.synthetic_num > 0)")
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.data.root = data.root or str(workdir / "data")
+    root = Path(config.data.root)
+    labels = root / data.labels_dir
+    if labels.is_dir() and any(labels.iterdir()):
+        return config
+    if jax.process_index() == 0:
+        from signlang_jax.synth import generate_dataset
+
+        print(f"rendering {data.synthetic_num} synthetic samples into {root}", file=sys.stderr)
+        generate_dataset(root, data.synthetic_num, data.synthetic_seed, size=data.synthetic_size,
+                         progress=True)
+    return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                        resume: str | None = None) -> dict:
     """Train `config` in `workdir` (resuming from its latest checkpoint); return final metrics."""
@@ -351,6 +378,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    config = prepare_data(config, workdir)
     config_path = workdir / "config.json"
     if config_path.exists():
         check_compatible(json.loads(config_path.read_text()), config, str(config_path))
@@ -421,6 +449,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
             if is_save:
                 save_checkpoint(manager, step, state, iterator, eval_metrics)
                 last_saved = step
+        if start >= steps:  # already trained: report the final checkpoint's metrics
+            final, _ = evaluate(trainer, state, config, val_samples)
+            logger.scalars(start, final)
         manager.wait_until_finished()
     finally:
         manager.close()
