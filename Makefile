@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 # to get the CPU build instead of the default (CUDA on Linux) one.
 TORCH_PIP_ARGS ?=
 DEMO_DIR ?= runs/demo
-DEMO_NUM ?= 600
-DEMO_SIZE ?= 512
+DEMO_NUM ?= 2000
+DEMO_SIZE ?= 256
 
 .PHONY: setup demo test lint bench clean
 
@@ -23,12 +23,16 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Render synthetic data (once), validate it, preview augmented samples, train configs/demo.py
+# (about 10 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK.
 demo: setup
-	$(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data --num $(DEMO_NUM) --seed 0 \
-		--size $(DEMO_SIZE) --overwrite
+	test -d $(DEMO_DIR)/data/labels || $(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data \
+		--num $(DEMO_NUM) --seed 0 --size $(DEMO_SIZE)
 	$(PY) -m signlang_jax.data.validate --data-root $(DEMO_DIR)/data
 	$(PY) -m signlang_jax.data.preview --data-root $(DEMO_DIR)/data --out $(DEMO_DIR)/preview.png \
-		--size $(DEMO_SIZE)
+		--size 128
+	$(PY) -m signlang_jax.main --config configs/demo.py --workdir $(DEMO_DIR) \
+		--config.data.root=$(DEMO_DIR)/data
 
 lint: setup
 	$(PY) -m ruff check .
@@ -39,6 +43,7 @@ test: lint
 bench: setup
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_train_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

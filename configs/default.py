@@ -25,9 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.decode_check = True  # decode every image while validating (catches corrupt files)
     # Built-in data: if > 0 and data.root has no labels/, render this many synthetic samples into
     # data.root (or WORKDIR/data when data.root is empty) before training.
-    data.synthetic_num = 0
+    data.synthetic_num = 0  # synthetic samples to render if data.root has no labels (0 = off)
     data.synthetic_size = 512  # side of the rendered images
-    data.synthetic_seed = 0
+    data.synthetic_seed = 0  # seed of the rendered dataset
 
     config.augment = aug = ml_collections.ConfigDict()
     aug.flip_prob = 0.5  # horizontal flip, with the left/right keypoint permutation

@@ -6,10 +6,37 @@ field can be overridden: --config.train.batch_size=8 --config.data.root=DIR.
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.py"
+
+
+def config_help(path: Path = DEFAULT_CONFIG) -> str:
+    """The overridable fields of configs/default.py with their defaults and comments."""
+    if not path.exists():
+        return ""
+    alias = {}
+    lines = ["Config fields (override with --config.SECTION.FIELD=VALUE; defaults of "
+             "configs/default.py):"]
+    for line in path.read_text().splitlines():
+        section = re.match(r"\s+config\.(\w+) = (\w+) = ml_collections\.ConfigDict\(\)", line)
+        if section:
+            alias[section.group(2)] = section.group(1)
+            continue
+        field = re.match(r"\s+(\w+)\.(\w+) = (.+?)(?:\s+# (.*))?$", line)
+        if field and field.group(1) in alias | {"config": ""}:
+            name = ".".join(p for p in (alias.get(field.group(1), ""), field.group(2)) if p)
+            comment = f"  {field.group(4)}" if field.group(4) else ""
+            lines.append(f"  --config.{name}={field.group(3)}{comment}")
+    return "\n".join(lines)
+
+
+__doc__ = f"{__doc__}\n{config_help()}\n"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and config.")
 _RESUME = flags.DEFINE_string(

@@ -194,3 +194,32 @@ def test_four_devices_match_one(train_config, tmp_path):
     assert one.keys() == four.keys()
     for key in one.keys() - {"devices"}:
         np.testing.assert_allclose(one[key], four[key], atol=1e-5, rtol=1e-5, err_msg=key)
+
+
+def test_gradient_accumulation_updates_every_k_steps(train_config):
+    train_config.optim.accumulate_steps = 2
+    train_config.optim.warmup_steps = 0
+    graphdef, state, schedule = train_lib.create_state(train_config, 10)
+    trainer = train_lib.make_trainer(train_config, graphdef, state, schedule)
+    batch = train_lib.device_batch(next(iter(make_dataset(train_config, "train",
+                                                          num_workers=0))),
+                                   trainer.batch_sharding)
+
+    def kernel(state):
+        model, _ = nnx.merge(graphdef, state)
+        return np.asarray(model.head.final_layer.kernel[...])
+
+    start = kernel(state)
+    state, _ = trainer.train_step(state, batch)
+    np.testing.assert_array_equal(kernel(state), start)  # first micro-step: no update
+    state, _ = trainer.train_step(state, batch)
+    assert not np.array_equal(kernel(state), start)
+
+
+def test_help_lists_config_fields():
+    from signlang_jax.main import config_help
+
+    text = config_help()
+    assert '--config.model.name="resnet18"  resnet18 | resnet34 | resnet50' in text
+    assert "--config.train.batch_size=16  global batch size" in text
+    assert "--config.data.root=" in text and "--config.augment.flip_prob=0.5" in text
