@@ -74,3 +74,90 @@ def decode_heatmaps(heatmaps: jax.Array, image_size: int) -> jax.Array:
     xs = (x.astype(jnp.float32) + 0.25 * dx) * ratio
     ys = (y.astype(jnp.float32) + 0.25 * dy) * ratio
     return jnp.stack([xs, ys, score], axis=-1)
+
+
+def dark_kernel_size(sigma: float) -> int:
+    """Blur kernel size DARK uses for targets of `sigma` (MMPose's rule: 11 for sigma 2)."""
+    return max(3, int((sigma * 20 - 7) // 3) | 1)
+
+
+def _gaussian_blur(heatmaps: jax.Array, kernel_size: int) -> jax.Array:
+    """Separable Gaussian blur of (N, H, W, K) heatmaps, as cv2.GaussianBlur(k, sigma=0)."""
+    # OpenCV's sigma for a given kernel size when sigma=0.
+    sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
+    taps = jnp.arange(kernel_size, dtype=jnp.float32) - (kernel_size - 1) / 2
+    kernel = jnp.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    pad = kernel_size // 2
+    # Zero padding (MMPose pads with zeros too), then a 1D conv along each axis.
+    x = jnp.pad(heatmaps, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, w = heatmaps.shape[1:3]
+    x = sum(kernel[i] * x[:, i:i + h, :, :] for i in range(kernel_size))
+    return sum(kernel[i] * x[:, :, i:i + w, :] for i in range(kernel_size))
+
+
+def dark_refine(heatmaps: jax.Array, keypoints: jax.Array, image_size: int,
+                sigma: float) -> jax.Array:
+    """DARK sub-pixel refinement (Zhang et al. 2020) of argmax-decoded keypoints.
+
+    Blur each heatmap (kernel from `sigma`), rescale it to its original maximum, take the log,
+    and move the integer argmax by one Newton step -H^-1 grad; points within 2 px of the border
+    keep the argmax. heatmaps (N, H, W, K), keypoints (N, K, 3) from `decode_heatmaps` (their
+    quarter-pixel shift is replaced, the score kept).
+    """
+    n, h, w, k = heatmaps.shape
+    hm = heatmaps.astype(jnp.float32)
+    blurred = _gaussian_blur(hm, dark_kernel_size(sigma))
+    peak = jnp.max(hm, axis=(1, 2), keepdims=True)
+    blurred = blurred * peak / jnp.maximum(jnp.max(blurred, axis=(1, 2), keepdims=True), 1e-10)
+    logs = jnp.log(jnp.maximum(blurred, 1e-10))
+    flat = jnp.moveaxis(logs, 3, 1).reshape(n, k, h * w)
+    index = jnp.argmax(jnp.moveaxis(hm, 3, 1).reshape(n, k, h * w), axis=-1)
+    y, x = index // w, index % w
+
+    def at(dy: int, dx: int) -> jax.Array:
+        yy, xx = jnp.clip(y + dy, 0, h - 1), jnp.clip(x + dx, 0, w - 1)
+        return jnp.take_along_axis(flat, (yy * w + xx)[..., None], axis=-1)[..., 0]
+
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy**2
+    inner = (x >= 2) & (x < w - 2) & (y >= 2) & (y < h - 2) & (jnp.abs(det) > 1e-12)
+    safe = jnp.where(inner, det, 1.0)
+    # offset = -H^-1 g with H = [[dxx, dxy], [dxy, dyy]]
+    off_x = jnp.where(inner, -(dyy * dx - dxy * dy) / safe, 0.0)
+    off_y = jnp.where(inner, -(dxx * dy - dxy * dx) / safe, 0.0)
+    ratio = image_size / w
+    xs = (x.astype(jnp.float32) + off_x) * ratio
+    ys = (y.astype(jnp.float32) + off_y) * ratio
+    return jnp.stack([xs, ys, keypoints[..., 2]], axis=-1)
+
+
+def flip_back(heatmaps: jax.Array, image_size: int) -> jax.Array:
+    """Map heatmaps predicted on a horizontally flipped image back onto the original image.
+
+    Mirrors the heatmaps, swaps left/right channels with `FLIP_PERMUTATION`, then shifts them by
+    the exact sub-pixel offset of this codec: an image point x flips to S - 1 - x, i.e. heatmap
+    column (S - 1) r - u, while mirroring the array maps column u to W - 1 - u, so the mirrored
+    map is off by d = (S - 1) r - (W - 1) columns (+0.75 for 512 -> 128), corrected here by linear
+    interpolation (MMPose shifts by a whole pixel, which is exact only for its own convention).
+    """
+    from signlang_jax.keypoints import FLIP_PERMUTATION
+
+    w = heatmaps.shape[2]
+    mirrored = heatmaps[:, :, ::-1, :][..., jnp.asarray(FLIP_PERMUTATION)]
+    shift = (image_size - 1) * (w / image_size) - (w - 1)  # move content right by `shift`
+    whole = int(jnp.floor(shift))
+    frac = shift - whole
+
+    def shifted(x: jax.Array, by: int) -> jax.Array:
+        if by == 0:
+            return x
+        if by > 0:
+            return jnp.pad(x, ((0, 0), (0, 0), (by, 0), (0, 0)))[:, :, :w, :]
+        return jnp.pad(x, ((0, 0), (0, 0), (0, -by), (0, 0)))[:, :, -by:, :]
+
+    return (1 - frac) * shifted(mirrored, whole) + frac * shifted(mirrored, whole + 1)

@@ -85,3 +85,50 @@ def test_pck_summary_groups_and_perfect_prediction():
     summary = pck_summary(*pck_counts(wrong, gt, bbox, 0.1))
     assert summary["left_hand"] == 0.0 and summary["right_hand"] == 1.0
     assert math.isclose(summary["all"], (63 - 21) / 63)
+
+
+def _targets(xy_hm: np.ndarray, heatmap: int = 64, image: int = 256, sigma: float = 2.0):
+    """Targets for keypoints given in heatmap pixels; returns (heatmaps, keypoints in image px)."""
+    kps = np.zeros((1, 64, 3), np.float32)
+    kps[0, :, :2] = 30.0
+    kps[0, :, 2] = 1
+    kps[0, : len(xy_hm), :2] = xy_hm * (image / heatmap)
+    return render_heatmaps(jnp.asarray(kps), image, heatmap, sigma), kps
+
+
+def test_decoders_recover_subpixel_locations():
+    from signlang_jax.codec import dark_refine
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(5, 58, (40, 2)).astype(np.float32)  # heatmap pixels, away from the border
+    heatmaps, kps = _targets(xy)
+    plain = np.asarray(decode_heatmaps(heatmaps, 256))
+    dark = np.asarray(dark_refine(heatmaps, jnp.asarray(plain), 256, 2.0))
+    err_plain = np.abs(plain[0, :40, :2] / 4 - xy).max()
+    err_dark = np.abs(dark[0, :40, :2] / 4 - xy).max()
+    assert err_plain <= 0.25 + 1e-5, err_plain
+    assert err_dark <= 0.05, err_dark
+    np.testing.assert_array_equal(dark[..., 2], plain[..., 2])  # scores unchanged
+
+
+def test_flip_back_aligns_mirrored_predictions():
+    from signlang_jax.codec import flip_back
+    from signlang_jax.keypoints import FLIP_PERMUTATION
+
+    rng = np.random.default_rng(1)
+    kps = np.zeros((1, 64, 3), np.float32)
+    kps[0, :, :2] = rng.uniform(20, 230, (64, 2))
+    kps[0, :, 2] = 1
+    flipped = kps.copy()
+    flipped[..., 0] = 255 - kps[..., 0]  # x' = S - 1 - x
+    flipped = flipped[:, list(FLIP_PERMUTATION)]
+    # What a perfect model predicts on the flipped image, mapped back:
+    back = flip_back(render_heatmaps(jnp.asarray(flipped), 256, 64, 2.0), 256)
+    decoded = np.asarray(decode_heatmaps(back, 256))
+    direct = np.asarray(decode_heatmaps(render_heatmaps(jnp.asarray(kps), 256, 64, 2.0), 256))
+    # Same argmax pixel and quarter shift as decoding the unflipped targets.
+    assert np.abs(decoded[0, :, :2] - direct[0, :, :2]).max() <= 1.0 + 1e-4
+    from signlang_jax.codec import dark_refine
+
+    dark = np.asarray(dark_refine(back, jnp.asarray(decoded), 256, 2.0))
+    assert np.abs(dark[0, :, :2] - kps[0, :, :2]).max() < 0.35  # input px (~0.09 heatmap px)
