@@ -1,16 +1,26 @@
-"""Keypoint metrics on visible ground-truth points (MMPose conventions).
+"""Keypoint metrics on visible ground-truth points (MMPose and COCO conventions).
 
 PCK@t: a visible point is correct if ||pred - gt|| / max(bbox_w, bbox_h) < t (strict), with the
 ground-truth person box; accuracy is computed per keypoint, then averaged over the keypoints that
 have at least one visible sample (overall and per group). Counts are accumulated batch by batch so
 validation over a whole split never holds all predictions.
+
+OKS: COCO's object keypoint similarity with the schema's COCO-WholeBody sigmas and area = person
+box w x h; OKS AP/AR come from pycocotools' COCOeval itself (the community's reference). Parts
+scored with the whole-body area under-rate hands badly (as in COCO-WholeBody), so hands are also
+scored with their own box (the tight box of the visible ground-truth hand points).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+from collections.abc import Sequence
+
 import numpy as np
 
-from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
+from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES, OKS_SIGMAS
 
 
 def normalized_distances(pred_xy: np.ndarray, gt: np.ndarray, bbox: np.ndarray) -> np.ndarray:
@@ -49,3 +59,79 @@ def pck_summary(correct: np.ndarray, total: np.ndarray) -> dict[str, float]:
                       else float("nan"))
     out.update({name: float(v) for name, v in zip(KEYPOINT_NAMES, per_keypoint, strict=True)})
     return out
+
+
+def oks(pred_xy: np.ndarray, gt: np.ndarray, area: np.ndarray,
+        sigmas: np.ndarray | None = None) -> np.ndarray:
+    """COCO object keypoint similarity per instance: (N,), NaN where no point is visible.
+
+    e_i = d_i^2 / (2 * area * (2 sigma_i)^2); OKS = mean of exp(-e_i) over visible points.
+    pred_xy (N, K, >=2), gt (N, K, 3), area (N,) = object area (bbox w x h), sigmas (K,).
+    """
+    sigmas = OKS_SIGMAS if sigmas is None else np.asarray(sigmas)
+    d2 = np.sum((pred_xy[..., :2] - gt[..., :2]) ** 2, axis=-1)
+    e = d2 / (2 * np.maximum(area, np.spacing(1))[:, None] * (2 * sigmas[None]) ** 2)
+    visible = gt[..., 2] > 0
+    with np.errstate(invalid="ignore"):
+        return np.sum(np.exp(-e) * visible, axis=1) / np.sum(visible, axis=1)
+
+
+def part_boxes(gt: np.ndarray, indices: Sequence[int]) -> np.ndarray:
+    """Tight boxes (N, 4) x, y, w, h of the visible ground-truth points of one part (0 if < 2)."""
+    pts = gt[:, list(indices)]
+    vis = pts[..., 2] > 0
+    big = np.where(vis[..., None], pts[..., :2], np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+    boxes = np.concatenate([lo, hi - lo], axis=1)
+    boxes[vis.sum(1) < 2] = 0
+    return np.nan_to_num(boxes)
+
+
+def coco_keypoint_ap(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray,
+                     indices: Sequence[int] | None = None) -> dict[str, float]:
+    """COCO OKS AP/AR (.50:.05:.95) with pycocotools' COCOeval and our sigmas.
+
+    pred (N, K, 3) = x, y, score; gt (N, K, 3); boxes (N, 4) give each instance's area (w x h)
+    and box. `indices` restricts the evaluation to a part (scored with the boxes given).
+    Instances whose part has no visible point are left out (with their predictions).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    idx = list(range(gt.shape[1])) if indices is None else list(indices)
+    names = [KEYPOINT_NAMES[i] for i in idx]
+    images, annotations, results = [], [], []
+    for n in range(len(gt)):
+        g = gt[n, idx]
+        vis = (g[:, 2] > 0).astype(np.float64)
+        if not vis.any():  # nothing to score: drop the instance and its prediction
+            continue
+        flat = np.stack([g[:, 0], g[:, 1], 2 * vis], axis=1).ravel()
+        x, y, w, h = (float(v) for v in boxes[n])
+        images.append({"id": n + 1})
+        annotations.append({"id": n + 1, "image_id": n + 1, "category_id": 1, "iscrowd": 0,
+                            "keypoints": flat.tolist(), "num_keypoints": int(vis.sum()),
+                            "area": max(w * h, 1.0), "bbox": [x, y, w, h]})
+        p = pred[n, idx]
+        results.append({"image_id": n + 1, "category_id": 1,
+                        "keypoints": p[:, :3].astype(np.float64).ravel().tolist(),
+                        "score": float(np.clip(p[:, 2], 0, None).mean())})
+    if not annotations:
+        return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan"),
+                "AR": float("nan")}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": annotations,
+                        "categories": [{"id": 1, "name": "person", "keypoints": names}]}
+        coco.createIndex()
+        detections = coco.loadRes(results)
+        evaluator = COCOeval(coco, detections, "keypoints")
+        evaluator.params.kpt_oks_sigmas = OKS_SIGMAS[idx]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = evaluator.stats
+    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
+            "AR": float(stats[5])}

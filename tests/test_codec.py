@@ -132,3 +132,32 @@ def test_flip_back_aligns_mirrored_predictions():
 
     dark = np.asarray(dark_refine(back, jnp.asarray(decoded), 256, 2.0))
     assert np.abs(dark[0, :, :2] - kps[0, :, :2]).max() < 0.35  # input px (~0.09 heatmap px)
+
+
+def test_oks_hand_computed_and_coco_ap():
+    from signlang_jax.keypoints import OKS_SIGMAS
+    from signlang_jax.metrics import coco_keypoint_ap, oks, part_boxes
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((6, 64, 3))
+    gt[..., :2] = rng.uniform(10, 200, (6, 64, 2))
+    gt[..., 2] = 1
+    gt[0, 5:, 2] = 0  # instance 0: only the first 5 points visible
+    boxes = np.tile([[0.0, 0.0, 100.0, 200.0]], (6, 1))
+    area = boxes[:, 2] * boxes[:, 3]
+    np.testing.assert_allclose(oks(gt[..., :2], gt, area), 1.0)
+    shifted = gt[..., :2] + [3.0, 4.0]  # every point 5 px away
+    expected0 = np.mean(np.exp(-25 / (2 * 20000 * (2 * OKS_SIGMAS[:5]) ** 2)))
+    assert math.isclose(oks(shifted, gt, area)[0], expected0, rel_tol=1e-12)
+    perfect = np.concatenate([gt[..., :2], np.ones((6, 64, 1))], -1)
+    assert coco_keypoint_ap(perfect, gt, boxes)["AP"] == 1.0
+    hand = range(17, 38)
+    assert coco_keypoint_ap(perfect, gt, part_boxes(gt, hand), hand)["AP"] == 1.0
+    # Far-off predictions: OKS ~ 0, AP 0.
+    far = perfect.copy()
+    far[..., :2] += 500
+    assert coco_keypoint_ap(far, gt, boxes)["AP"] == 0.0
+    box = part_boxes(gt, hand)[1]
+    pts = gt[1, 17:38, :2]
+    np.testing.assert_allclose(box, [*pts.min(0), *(pts.max(0) - pts.min(0))])
+    assert (part_boxes(gt, hand)[0] == 0).all()  # instance 0 has no visible hand point
