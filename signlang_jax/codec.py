@@ -18,6 +18,8 @@ All functions are pure jax.numpy and jit-able; heatmaps are channels-last (N, H,
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -150,7 +152,7 @@ def flip_back(heatmaps: jax.Array, image_size: int) -> jax.Array:
     w = heatmaps.shape[2]
     mirrored = heatmaps[:, :, ::-1, :][..., jnp.asarray(FLIP_PERMUTATION)]
     shift = (image_size - 1) * (w / image_size) - (w - 1)  # move content right by `shift`
-    whole = int(jnp.floor(shift))
+    whole = math.floor(shift)
     frac = shift - whole
 
     def shifted(x: jax.Array, by: int) -> jax.Array:

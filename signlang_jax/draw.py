@@ -66,3 +66,15 @@ def write_rgb(path: str, image: np.ndarray) -> None:
     """Write an RGB uint8 image with OpenCV (which expects BGR); raise OSError on failure."""
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path} (check the folder exists and the extension)")
+
+
+def draw_points(image: np.ndarray, keypoints: np.ndarray, color: tuple[int, int, int],
+                radius: float | None = None) -> np.ndarray:
+    """Return a copy of `image` with the visible (weight > 0) keypoints as hollow circles."""
+    out = np.ascontiguousarray(image.copy())
+    radius = radius if radius is not None else max(1.5, max(out.shape[:2]) / 150)
+    r = int(round(radius * 16))
+    for x, y, w in keypoints:
+        if w > 0:
+            cv2.circle(out, _point((x, y)), r, color, 1, cv2.LINE_AA, _SUBPIXEL_BITS)
+    return out

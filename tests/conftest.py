@@ -76,3 +76,17 @@ def train_config(synth_root: Path):
     config = tiny_config.get_config()
     config.data.root = str(synth_root)
     return config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workdir trained for 4 steps with tests/tiny_config.py (checkpoints at 2 and 4)."""
+    from signlang_jax.train import train_and_evaluate
+    from tests import tiny_config
+
+    config = tiny_config.get_config()
+    config.data.root = str(synth_root)
+    config.train.num_steps = 4
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    train_and_evaluate(config, workdir)
+    return workdir
