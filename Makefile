@@ -24,7 +24,8 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Render synthetic data (once), validate it, preview augmented samples, train configs/demo.py
-# (about 10 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK.
+# (about 10 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK,
+# evaluate the best checkpoint, draw its prediction on a held-out image.
 demo: setup
 	test -d $(DEMO_DIR)/data/labels || $(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data \
 		--num $(DEMO_NUM) --seed 0 --size $(DEMO_SIZE)
@@ -33,6 +34,11 @@ demo: setup
 		--size 128
 	$(PY) -m signlang_jax.main --config configs/demo.py --workdir $(DEMO_DIR) \
 		--config.data.root=$(DEMO_DIR)/data
+	$(PY) -m signlang_jax.evaluate --checkpoint $(DEMO_DIR) --out $(DEMO_DIR)/eval
+	test -d $(DEMO_DIR)/heldout/images || $(PY) -m signlang_jax.synth --out $(DEMO_DIR)/heldout \
+		--num 1 --seed 1 --size $(DEMO_SIZE)
+	$(PY) -m signlang_jax.infer_image --checkpoint $(DEMO_DIR) \
+		--image $(DEMO_DIR)/heldout/images/000000.jpg --out $(DEMO_DIR)/overlay.jpg
 
 lint: setup
 	$(PY) -m ruff check .
