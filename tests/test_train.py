@@ -223,3 +223,16 @@ def test_help_lists_config_fields():
     assert '--config.model.name="resnet18"  resnet18 | resnet34 | resnet50' in text
     assert "--config.train.batch_size=16  global batch size" in text
     assert "--config.data.root=" in text and "--config.augment.flip_prob=0.5" in text
+
+
+def test_resume_from_another_run(train_config, tiny_run, tmp_path, capsys):
+    train_config.train.num_steps = 6
+    train_lib.train_and_evaluate(train_config, tmp_path / "w2", resume=str(tiny_run))
+    assert "resumed from step 4" in capsys.readouterr().out
+    steps = sorted(int(p.name) for p in (tmp_path / "w2" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps[-1] == 6 and 4 not in steps  # the source run is read, not copied
+    assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir() if p.name.isdigit()) == [
+        "2", "4"]  # and left untouched
+    with pytest.raises(train_lib.TrainingError, match="does not exist"):
+        train_lib.train_and_evaluate(train_config, tmp_path / "w3", resume=str(tmp_path / "x"))
