@@ -24,7 +24,13 @@ from signlang_jax.codec import per_keypoint_mse, render_heatmaps
 from signlang_jax.data.dataset import DatasetError, Sample
 from signlang_jax.data.pipeline import load_split, make_dataset
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
-from signlang_jax.inference import DECODERS, Predictor, load_model, to_original
+from signlang_jax.inference import (
+    DECODERS,
+    Predictor,
+    add_checkpoint_arguments,
+    load_model,
+    to_original,
+)
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, KEYPOINT_NAMES, group_of
 from signlang_jax.metrics import (
     coco_keypoint_ap,
@@ -161,11 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.evaluate",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True,
-                        help="training workdir (or its checkpoints/ folder, or a step folder "
-                        "such as runs/x/checkpoints/1600)")
-    parser.add_argument("--step", default="best",
-                        help="best (highest val PCK@0.1, default), latest, or a step number")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--config", default=None,
                         help="optional config file whose data/augment fields replace the "
                         "checkpoint's (the architecture always comes from the checkpoint)")

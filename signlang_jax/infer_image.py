@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from signlang_jax.data.dataset import IMAGE_EXTENSIONS, DatasetError, read_image
 from signlang_jax.draw import draw_skeleton, write_rgb
-from signlang_jax.inference import DECODERS, Predictor, load_model
+from signlang_jax.inference import DECODERS, Predictor, add_checkpoint_arguments, load_model
 from signlang_jax.keypoints import KEYPOINT_NAMES
 from signlang_jax.train import TrainingError
 
@@ -51,9 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.infer_image",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True,
-                        help="training workdir (or its checkpoints/ folder, or a step folder)")
-    parser.add_argument("--step", default="best", help="best (default), latest or a step number")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", required=True,
                         help="overlay path for one image (JSON beside it), or output folder")

@@ -9,6 +9,7 @@ back to the original pixels.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 from pathlib import Path
@@ -33,6 +34,15 @@ from signlang_jax.train import (
 )
 
 DECODERS = ("argmax", "dark")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The --checkpoint/--step pair every CLI that loads a trained model shares."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="training workdir (or its checkpoints/ folder, or a step folder "
+                        "such as runs/x/checkpoints/1600)")
+    parser.add_argument("--step", default="best",
+                        help="best (highest val PCK@0.1, default), latest, or a step number")
 
 
 def _merged_config(saved: dict) -> ml_collections.ConfigDict:

@@ -14,11 +14,11 @@ import time
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
+    from signlang_jax.inference import add_checkpoint_arguments
+
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.live_demo",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True,
-                        help="training workdir (or its checkpoints/ folder, or a step folder)")
-    parser.add_argument("--step", default="best", help="best (default), latest or a step number")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--source", default="0",
                         help="camera index (default 0) or a video file path")
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
@@ -34,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo loop; return the exit code."""
     args = build_parser().parse_args(argv)
-    if args.device:
-        # Must be set before JAX initialises its backends.
-        os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import cv2
+    import jax
+
+    if args.device:
+        # Takes effect because no JAX computation has run yet in this process.
+        jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
 
     from signlang_jax.draw import draw_skeleton
     from signlang_jax.inference import Predictor, load_model
