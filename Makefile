@@ -25,7 +25,8 @@ setup: $(VENV)/.installed
 
 # Render synthetic data (once), validate it, preview augmented samples, train configs/demo.py
 # (about 10 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK,
-# evaluate the best checkpoint, draw its prediction on a held-out image.
+# evaluate the best checkpoint, draw its prediction on a held-out image, export it to ONNX
+# and print the onnxruntime-vs-JAX parity.
 demo: setup
 	test -d $(DEMO_DIR)/data/labels || $(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data \
 		--num $(DEMO_NUM) --seed 0 --size $(DEMO_SIZE)
@@ -39,6 +40,8 @@ demo: setup
 		--num 1 --seed 1 --size $(DEMO_SIZE)
 	$(PY) -m signlang_jax.infer_image --checkpoint $(DEMO_DIR) \
 		--image $(DEMO_DIR)/heldout/images/000000.jpg --out $(DEMO_DIR)/overlay.jpg
+	$(PY) -m interop.to_onnx --checkpoint $(DEMO_DIR):best --output $(DEMO_DIR)/model.onnx \
+		--with-keypoints
 
 lint: setup
 	$(PY) -m ruff check .
@@ -50,6 +53,7 @@ bench: setup
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_train_step.py
+	$(PY) benchmarks/bench_onnx.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -56,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
     model.sigma = 2.0  # Gaussian target sigma in heatmap pixels
     model.dtype = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU) | float32 | bfloat16
     model.deconv_impl = "auto"  # auto | subpixel_matmul | subpixel_conv | lax (see models/head.py)
+    # .pth to initialise the backbone from (fresh runs only): a torchvision resnet18/34/50 or
+    # mobilenet_v3_small state_dict (ImageNet weights need width 64) or a torch-twin state_dict.
+    model.pretrained_backbone = ""  # "" = random init
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.name = "adam"  # adam | adamw | sgd (Nesterov, momentum b1)

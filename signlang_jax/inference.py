@@ -1,17 +1,16 @@
 """Loading a trained model and predicting keypoints on images of any size.
 
 `load_model(checkpoint, step)` restores a Flax model (eval mode) and its config from a training
-workdir; `Predictor` wraps it in one jitted function: uint8 batch -> heatmaps -> keypoints, with
-the decoder (argmax + quarter shift, or DARK) and the optional flip test of `signlang_jax.codec`.
-`Predictor.predict_image` letterboxes any image to the model's input size and maps the keypoints
-back to the original pixels.
+workdir (checkpoint syntax: `signlang_jax.restore`); `Predictor` wraps it in one jitted function:
+uint8 batch -> heatmaps -> keypoints, with the decoder (argmax + quarter shift, or DARK) and the
+optional flip test of `signlang_jax.codec`. `Predictor.predict_image` letterboxes any image to the
+model's input size and maps the keypoints back to the original pixels.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 
 import jax
@@ -20,18 +19,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from configs import default
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
-from signlang_jax.train import (
-    TrainingError,
-    _abstract,
-    best_step,
-    create_state,
-    make_checkpoint_manager,
-    resolve_checkpoint,
-    restore_checkpoint,
-)
+from signlang_jax.restore import load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
 
@@ -40,73 +30,23 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """The --checkpoint/--step pair every CLI that loads a trained model shares."""
     parser.add_argument("--checkpoint", required=True,
                         help="training workdir (or its checkpoints/ folder, or a step folder "
-                        "such as runs/x/checkpoints/1600)")
-    parser.add_argument("--step", default="best",
-                        help="best (highest val PCK@0.1, default), latest, or a step number")
+                        "such as runs/x/checkpoints/1600); a suffix :best, :latest or :STEP "
+                        "picks the step")
+    parser.add_argument("--step", default=None,
+                        help="best (highest val PCK@0.1; the default), latest, or a step number")
 
 
-def _merged_config(saved: dict) -> ml_collections.ConfigDict:
-    """The default config updated with a saved one (older workdirs may lack newer fields)."""
-    config = default.get_config()
-    config.update_from_flattened_dict(
-        {k: v for k, v in _flatten(saved).items() if _has(config, k)})
-    return config
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
-    return out
-
-
-def _has(config: ml_collections.ConfigDict, dotted: str) -> bool:
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def load_model(checkpoint: str | Path, step: str | int = "best"
+def load_model(checkpoint: str | Path, step: str | int | None = None
                ) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
-    """(model in eval mode, its training config, step) from a workdir or checkpoint folder.
+    """(model in eval mode, its training config, step); see `signlang_jax.restore`.
 
-    `checkpoint`: a training workdir, its checkpoints/ folder, or a step folder
-    (checkpoints/1600, which fixes the step). `step`: 'best' (highest val PCK@0.1; the latest if
-    none has metrics), 'latest', or a step number.
+    Without a step (no --step, no :suffix, not a step folder) the best checkpoint is used.
     """
-    directory, fixed = resolve_checkpoint(checkpoint)
-    config_path = directory.parent / "config.json"
-    if not config_path.exists():
-        raise TrainingError(f"{config_path} not found: {checkpoint} is not a training workdir "
-                            "of signlang_jax.main")
-    config = _merged_config(json.loads(config_path.read_text()))
-    manager = make_checkpoint_manager(directory, config, read_only=True)
-    try:
-        if fixed is not None:
-            chosen = fixed
-        elif step == "latest":
-            chosen = manager.latest_step()
-        elif step == "best":
-            chosen = best_step(manager)
-            chosen = manager.latest_step() if chosen is None else chosen
-        else:
-            chosen = int(step)
-        if chosen is None or chosen not in manager.all_steps():
-            raise TrainingError(f"no checkpoint {step if fixed is None else fixed} in "
-                                f"{directory} (available: {list(manager.all_steps())})")
-        graphdef, state, _ = create_state(config, 1)
-        state = restore_checkpoint(manager, chosen, _abstract(state), None)
-    finally:
-        manager.close()
-    model, _ = nnx.merge(graphdef, state)
-    model.eval()
-    return model, config, chosen
+    path, chosen = split_spec(checkpoint, step)
+    if chosen is None and not path.name.isdigit():
+        chosen = "best"
+    loaded = load_checkpoint(path, chosen)
+    return loaded.model, loaded.config, loaded.step
 
 
 class Predictor:

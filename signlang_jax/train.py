@@ -246,9 +246,12 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
         policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1,
                        keep_checkpoints_without_metrics=False),
     ])
+    # best_fn only makes orbax store each checkpoint's metrics (the policy above decides what
+    # is kept); without it `metrics()` is empty and no checkpoint can be "best".
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=preservation, cleanup_tmp_directories=True, create=not read_only,
-        read_only=read_only, enable_async_checkpointing=True)
+        preservation_policy=preservation, best_fn=lambda m: m[BEST_METRIC], best_mode="max",
+        cleanup_tmp_directories=True, create=not read_only, read_only=read_only,
+        enable_async_checkpointing=True)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
@@ -409,6 +412,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     elif manager.latest_step() is not None:
         start = manager.latest_step()
         state = restore_checkpoint(manager, start, _abstract(state), iterator)
+    elif config.model.pretrained_backbone:  # fresh start only: a resume never needs the file
+        state = jax.device_put(load_pretrained(graphdef, state, config.model.pretrained_backbone),
+                               trainer.state_sharding)
     config_path.write_text(config.to_json_best_effort(indent=2))
 
     logger = MetricLogger(workdir, total=steps, initial=start, enabled=jax.process_index() == 0)
@@ -458,6 +464,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         iterator.close()
         logger.close()
     return final
+
+
+def load_pretrained(graphdef: nnx.GraphDef, state: nnx.State, path: str) -> nnx.State:
+    """The state with its backbone initialised from a torch .pth (see interop.convert)."""
+    try:
+        from interop.convert import load_pretrained_backbone
+    except ImportError as e:
+        raise TrainingError(f"model.pretrained_backbone needs torch ({e}): install the export "
+                            "extra, pip install -e '.[export]'") from None
+    model, optimizer = nnx.merge(graphdef, state)
+    load_pretrained_backbone(model, path)
+    return nnx.state((model, optimizer))
 
 
 def _abstract(state: nnx.State) -> nnx.State:

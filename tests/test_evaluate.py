@@ -19,7 +19,8 @@ def test_load_model_steps_and_errors(tiny_run, tmp_path):
     assert step == 4 and config.data.image_size == 32
     assert load_model(tiny_run / "checkpoints" / "2")[2] == 2
     assert load_model(tiny_run, "best")[2] == 4  # the only checkpoint with val metrics
-    with pytest.raises(Exception, match="no checkpoint 3"):
+    assert load_model(f"{tiny_run}:2")[2] == 2
+    with pytest.raises(Exception, match=r"step 3 is not in .*available: \[2, 4\]"):
         load_model(tiny_run, 3)
     with pytest.raises(Exception, match="does not exist"):
         load_model(tmp_path / "nope")

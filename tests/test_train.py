@@ -236,3 +236,12 @@ def test_resume_from_another_run(train_config, tiny_run, tmp_path, capsys):
         "2", "4"]  # and left untouched
     with pytest.raises(train_lib.TrainingError, match="does not exist"):
         train_lib.train_and_evaluate(train_config, tmp_path / "w3", resume=str(tmp_path / "x"))
+
+
+def test_checkpoints_record_val_metrics_for_best(tiny_run, train_config):
+    manager = train_lib.make_checkpoint_manager(tiny_run / "checkpoints", train_config,
+                                                read_only=True)
+    assert train_lib.BEST_METRIC in manager.metrics(4)  # saved after validation
+    assert not manager.metrics(2)  # no validation at step 2
+    assert train_lib.best_step(manager) == 4
+    manager.close()

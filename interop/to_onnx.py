@@ -1,0 +1,492 @@
+"""`python -m interop.to_onnx`: export a trained checkpoint to ONNX, then verify it against JAX.
+
+The graph contract (docs/DEPLOYMENT.md has the details and a runnable onnxruntime snippet):
+
+- input `images`: float32 (N, 3, S, S), RGB in [0, 1]; the ImageNet normalisation is inside the
+  graph. N is dynamic; S is the training `data.image_size` unless `--img-size` says otherwise.
+- output `heatmaps`: float32 (N, K, S/4, S/4), one channel per keypoint of
+  `signlang_jax.keypoints`.
+- with `--with-keypoints`, a second output `keypoints`: float32 (N, K, 3) = x, y in input pixels
+  and score, decoded inside the graph exactly as `signlang_jax.codec.decode_heatmaps`.
+- metadata (`metadata_props`): keypoint names, flip permutation, skeleton, groups, input and
+  heatmap size, sigma, backbone, precision, normalisation, checkpoint step.
+
+The weights go Flax -> torch twin (`interop.convert`) -> `torch.onnx.export` (the dynamo exporter,
+dynamic batch). The file is written under a temporary name next to the output, checked with
+`onnx.checker`, run with onnxruntime on random and rendered images at batch sizes 1 and 3 and
+compared with the JAX model in eval mode; only a file that passes is moved onto the output path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript")
+INSTALL_HINT = "install the export extra: pip install -e '.[export]'"
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+INPUT_NAME, HEATMAPS_NAME, KEYPOINTS_NAME = "images", "heatmaps", "keypoints"
+# Max abs heatmap difference, onnxruntime vs JAX: float32 graphs must agree to this; an fp16
+# graph is checked against FP16_TOLERANCE x max(1, peak |heatmap|) (half precision keeps ~3
+# significant digits through ~20 layers).
+FLOAT32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 1e-2
+VERIFY_BATCH_SIZES = (1, 3)
+VERIFY_SEED = 20240601  # rendered verification images: not the training data's seed
+
+
+class ExportError(RuntimeError):
+    """The export cannot be done; the message says what to change."""
+
+
+class VerificationError(ExportError):
+    """The exported graph does not reproduce the JAX model."""
+
+
+@dataclasses.dataclass
+class ParityRow:
+    """One verification run: onnxruntime vs JAX on one image set and batch size."""
+
+    images: str  # "random" or "real"
+    batch: int
+    max_abs_diff: float  # heatmaps, onnxruntime vs JAX
+    keypoints_equal: int  # decoded positions identical to JAX's decode
+    keypoints_tied: int  # positions that differ only where JAX's heatmap has a near-tie
+    keypoints_total: int
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `export_onnx` wrote and how well it matched the JAX model."""
+
+    output: Path
+    step: int
+    image_size: int
+    heatmap_size: int
+    num_keypoints: int
+    with_keypoints: bool
+    fp16: bool
+    opset: int
+    size_bytes: int
+    tolerance: float
+    rows: list[ParityRow]
+
+    @property
+    def max_abs_diff(self) -> float:
+        """The largest heatmap difference over all verification runs."""
+        return max(row.max_abs_diff for row in self.rows)
+
+    def summary(self) -> str:
+        """Human-readable lines: the file, then one line per verification run."""
+        outputs = f"{HEATMAPS_NAME} (N, {self.num_keypoints}, {self.heatmap_size}, " \
+                  f"{self.heatmap_size})"
+        if self.with_keypoints:
+            outputs += f" + {KEYPOINTS_NAME} (N, {self.num_keypoints}, 3)"
+        lines = [f"wrote {self.output} ({self.size_bytes / 1e6:.1f} MB, opset {self.opset}, "
+                 f"{'float16' if self.fp16 else 'float32'} weights, step {self.step}): "
+                 f"{INPUT_NAME} (N, 3, {self.image_size}, {self.image_size}) -> {outputs}"]
+        for row in self.rows:
+            tied = f", {row.keypoints_tied} at near-ties" if row.keypoints_tied else ""
+            lines.append(f"  {row.images:6s} images, batch {row.batch}: max |heatmap diff| "
+                         f"{row.max_abs_diff:.2e}, keypoints identical {row.keypoints_equal}/"
+                         f"{row.keypoints_total}{tied}")
+        lines.append(f"parity onnxruntime vs JAX: max abs heatmap difference "
+                     f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e})")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- preconditions
+
+
+def require_export_packages() -> None:
+    """Raise ExportError naming the first missing package of the `export` extra."""
+    for package in EXPORT_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise ExportError(f"the ONNX export needs {package}, which is not installed: "
+                              f"{INSTALL_HINT}") from None
+
+
+def reserve_output(output: Path) -> Path:
+    """Create (empty) the temporary file the export is written to, next to `output`.
+
+    Fails early, before the slow export, if the location is not writable. Missing parent folders
+    are created.
+    """
+    if output.is_dir():
+        raise ExportError(f"--output {output} is a directory; give a file name such as "
+                          f"{output / 'model.onnx'}")
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise ExportError(f"cannot write --output {output}: {e.strerror or e} "
+                          f"({e.filename or parent})") from None
+    os.close(fd)
+    return Path(name)
+
+
+# ----------------------------------------------------------------------------- the torch graph
+
+
+def build_export_module(twin: object, image_size: int, with_keypoints: bool,
+                        fp16: bool) -> object:
+    """The torch module that becomes the graph: float32 images -> float32 heatmaps [, keypoints].
+
+    With fp16 the module holds a half-precision copy of `twin` (which is left unchanged).
+    """
+    import copy
+
+    import torch
+
+    from interop.torch_model import decode_heatmaps
+
+    class ExportModule(torch.nn.Module):
+        """The twin, in half precision for --fp16, and the in-graph keypoint decoder."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = copy.deepcopy(twin).half() if fp16 else twin
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+            """images (N, 3, S, S) float32 in [0, 1] -> heatmaps [, keypoints], float32."""
+            heatmaps = self.model(images).float()
+            if not with_keypoints:
+                return heatmaps
+            return heatmaps, decode_heatmaps(heatmaps, image_size)
+
+    return ExportModule().eval()
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress and deprecation chatter (errors still propagate)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def export_graph(module: object, image_size: int, opset: int, with_keypoints: bool) -> object:
+    """`torch.onnx.export` with a dynamic batch dimension; returns the onnx ModelProto."""
+    import torch
+
+    example = torch.rand(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    outputs = [HEATMAPS_NAME, KEYPOINTS_NAME] if with_keypoints else [HEATMAPS_NAME]
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=outputs, dynamic_shapes={"images": {0: batch}}, optimize=True,
+            verbose=False)
+    return program.model_proto
+
+
+def model_metadata(config: object, *, image_size: int, heatmap_size: int, with_keypoints: bool,
+                   fp16: bool, step: int) -> dict[str, str]:
+    """The metadata_props of the exported model: everything a deployment needs to know."""
+    from signlang_jax.keypoints import FLIP_PERMUTATION, GROUPS, KEYPOINT_NAMES, SKELETON
+    from signlang_jax.models import IMAGENET_MEAN, IMAGENET_STD
+
+    outputs = [HEATMAPS_NAME, KEYPOINTS_NAME] if with_keypoints else [HEATMAPS_NAME]
+    return {
+        "producer": "signlang-jax interop.to_onnx",
+        "input": f"{INPUT_NAME}: float32 (N, 3, {image_size}, {image_size}) RGB in [0, 1], "
+                 "ImageNet normalisation inside the graph",
+        "outputs": json.dumps(outputs),
+        "input_size": str(image_size),
+        "heatmap_size": str(heatmap_size),
+        "num_keypoints": str(config.model.num_keypoints),
+        "keypoint_names": json.dumps(list(KEYPOINT_NAMES)),
+        "flip_permutation": json.dumps(list(FLIP_PERMUTATION)),
+        "keypoint_groups": json.dumps({g: [r.start, r.stop] for g, r in GROUPS.items()}),
+        "skeleton": json.dumps([list(edge) for edge in SKELETON]),
+        "sigma": str(config.model.sigma),
+        "backbone": config.model.name,
+        "width": str(config.model.width),
+        "precision": "float16" if fp16 else "float32",
+        "normalization_mean": json.dumps(list(IMAGENET_MEAN)),
+        "normalization_std": json.dumps(list(IMAGENET_STD)),
+        "decoding": "argmax per channel, score = max, 0.25 px shift toward the larger neighbour "
+                    f"where both exist, x_input = x_heatmap * {image_size} / {heatmap_size}",
+        "checkpoint_step": str(step),
+    }
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+def verification_images(image_size: int) -> dict[str, np.ndarray]:
+    """{"random", "real"}: three float32 (S, S, 3) images in [0, 1] each, NHWC."""
+    import cv2
+
+    from signlang_jax.synth import render_sample
+
+    rng = np.random.default_rng(VERIFY_SEED)
+    real = []
+    for index in range(max(VERIFY_BATCH_SIZES)):
+        image, _ = render_sample(VERIFY_SEED, index, 256)
+        interpolation = cv2.INTER_AREA if image_size < 256 else cv2.INTER_LINEAR
+        real.append(cv2.resize(image, (image_size, image_size), interpolation=interpolation))
+    return {"random": rng.random((max(VERIFY_BATCH_SIZES), image_size, image_size, 3),
+                                 dtype=np.float32),
+            "real": np.stack(real).astype(np.float32) / 255.0}
+
+
+def _near_tie(ref: np.ndarray, ref_xy: np.ndarray, got_xy: np.ndarray, margin: float,
+              image_size: int) -> bool:
+    """Whether a decoded-position difference is explained by values within `margin` in `ref`.
+
+    ref: one heatmap (H, W) of the reference; positions in input pixels.
+    """
+    h, w = ref.shape
+    ratio = image_size / w
+    # Undo the quarter-pixel shift: round to the nearest heatmap pixel.
+    rx, ry = (int(round(v / ratio)) for v in ref_xy)
+    gx, gy = (int(round(v / ratio)) for v in got_xy)
+    if (rx, ry) != (gx, gy):  # another argmax: its value must be within margin of the max
+        return bool(ref[gy, gx] >= ref.max() - margin)
+    # Same peak, other shift: one of the neighbour differences must be within margin.
+    near_x = 0 < rx < w - 1 and abs(ref[ry, rx + 1] - ref[ry, rx - 1]) <= margin
+    near_y = 0 < ry < h - 1 and abs(ref[ry + 1, rx] - ref[ry - 1, rx]) <= margin
+    return bool(near_x or near_y)
+
+
+def verify_onnx(path: Path, model: object, image_size: int, with_keypoints: bool,
+                fp16: bool) -> tuple[list[ParityRow], float]:
+    """Check the file and compare onnxruntime with the JAX model; raise VerificationError.
+
+    Returns (one ParityRow per image set and batch size, the heatmap tolerance used).
+    """
+    import jax
+    import onnx
+    import onnxruntime as ort
+    from flax import nnx
+
+    from interop.convert import nchw_to_nhwc, nhwc_to_nchw
+    from signlang_jax.codec import decode_heatmaps
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise VerificationError(f"onnx.checker rejected the exported graph: {e}") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graphdef, state = nnx.split(model)
+    jax_forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    decode = jax.jit(decode_heatmaps, static_argnums=1)
+    rows, problems, tolerance = [], [], FLOAT32_TOLERANCE
+    for kind, images in verification_images(image_size).items():
+        for batch in VERIFY_BATCH_SIZES:
+            x = images[:batch]
+            ref = np.asarray(jax_forward(state, x))  # (N, H, W, K)
+            outputs = session.run(None, {INPUT_NAME: nhwc_to_nchw(x)})
+            heatmaps = nchw_to_nhwc(outputs[0])
+            if heatmaps.shape != ref.shape:
+                raise VerificationError(f"onnxruntime heatmaps {outputs[0].shape} for batch "
+                                        f"{batch}; the JAX model gives {nhwc_to_nchw(ref).shape}")
+            if fp16:
+                tolerance = FP16_TOLERANCE * max(1.0, float(np.abs(ref).max()))
+            diff = float(np.abs(heatmaps - ref).max())
+            ref_kp = np.asarray(decode(ref, image_size))
+            own_kp = np.asarray(decode(heatmaps, image_size))
+            got_kp = outputs[1] if with_keypoints else own_kp
+            if with_keypoints and not (np.array_equal(got_kp[..., :2], own_kp[..., :2])
+                                       and np.allclose(got_kp[..., 2], own_kp[..., 2],
+                                                       rtol=1e-6, atol=1e-7)):
+                problems.append(f"{kind} batch {batch}: the in-graph keypoints differ from "
+                                "decode_heatmaps of the graph's own heatmaps")
+            equal = np.all(got_kp[..., :2] == ref_kp[..., :2], axis=-1)
+            tied = 0
+            for n, k in np.argwhere(~equal):
+                if _near_tie(ref[n, :, :, k], ref_kp[n, k, :2], got_kp[n, k, :2], 2 * diff,
+                             image_size):
+                    tied += 1
+                else:
+                    problems.append(f"{kind} batch {batch}: keypoint {k} of image {n} decodes "
+                                    f"to {got_kp[n, k, :2]} in onnxruntime, {ref_kp[n, k, :2]} "
+                                    "in JAX")
+            if diff > tolerance or not np.isfinite(diff):
+                problems.append(f"{kind} batch {batch}: max abs heatmap difference {diff:.3e} "
+                                f"exceeds the tolerance {tolerance:.0e}")
+            rows.append(ParityRow(kind, batch, diff, int(equal.sum()), tied, int(equal.size)))
+    if problems:
+        raise VerificationError("the exported graph does not reproduce the JAX model:\n  "
+                                + "\n  ".join(problems[:20]))
+    return rows, tolerance
+
+
+# ----------------------------------------------------------------------------- the export
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int | None = None,
+                opset: int = DEFAULT_OPSET, image_size: int | None = None,
+                with_keypoints: bool = False, fp16: bool = False,
+                log: Callable[[str], None] = lambda message: None) -> ExportReport:
+    """Export a training checkpoint to a verified ONNX file at `output` (see the module doc).
+
+    Nothing is left at `output` unless the file passed `verify_onnx`; an existing file there is
+    replaced only then.
+    """
+    require_export_packages()
+    from signlang_jax.restore import split_spec
+
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset}: the exporter needs opset {MIN_OPSET} or newer")
+    if image_size is not None and (image_size <= 0 or image_size % 32):
+        raise ExportError(f"--img-size {image_size}: must be a positive multiple of 32 (the "
+                          "backbone's stride)")
+    path, _ = split_spec(checkpoint, step)  # cheap checks first: the path, then the output
+    if not path.exists():
+        raise ExportError(f"checkpoint {path} does not exist (expected a workdir such as "
+                          "runs/x, its checkpoints/ folder or a step folder)")
+    output = Path(output)
+    temporary = reserve_output(output)
+    try:
+        report = _export(checkpoint, step, output, temporary, opset, image_size, with_keypoints,
+                         fp16, log)
+        # mkstemp creates 0600 files; give the result the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, output)
+        return report
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _export(checkpoint: str | Path, step: str | int | None, output: Path, temporary: Path,
+            opset: int, image_size: int | None, with_keypoints: bool, fp16: bool,
+            log: Callable[[str], None]) -> ExportReport:
+    import onnx
+    import torch
+
+    from interop.convert import to_torch
+    from signlang_jax.restore import load_checkpoint
+
+    started = time.perf_counter()
+    loaded = load_checkpoint(checkpoint, step)
+    config = loaded.config
+    size = image_size or config.data.image_size
+    if size % 32:
+        raise ExportError(f"data.image_size={size} of the checkpoint is not a multiple of 32; "
+                          "pass --img-size")
+    log(f"restored step {loaded.step} from {loaded.directory} ({config.model.name}, width "
+        f"{config.model.width}) in {time.perf_counter() - started:.1f} s")
+    twin = to_torch(loaded.model, config.model)
+    with torch.no_grad():
+        heatmap_size = int(twin(torch.zeros(1, 3, size, size)).shape[-1])
+    module = build_export_module(twin, size, with_keypoints, fp16)
+    started = time.perf_counter()
+    proto = export_graph(module, size, opset, with_keypoints)
+    onnx.helper.set_model_props(proto, model_metadata(
+        config, image_size=size, heatmap_size=heatmap_size, with_keypoints=with_keypoints,
+        fp16=fp16, step=loaded.step))
+    proto.doc_string = (f"signlang-jax {config.model.name} keypoint heatmaps; see the "
+                        "metadata_props and docs/DEPLOYMENT.md")
+    onnx.save(proto, str(temporary))
+    log(f"exported with torch {torch.__version__} in {time.perf_counter() - started:.1f} s; "
+        "verifying with onnxruntime against JAX")
+    rows, tolerance = verify_onnx(temporary, loaded.model, size, with_keypoints, fp16)
+    return ExportReport(output, loaded.step, size, heatmap_size, config.model.num_keypoints,
+                        with_keypoints, fp16, opset, temporary.stat().st_size, tolerance, rows)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (`python -m interop.to_onnx --help`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m interop.to_onnx", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export a trained signlang-jax checkpoint to ONNX and verify it: "
+                    "onnx.checker,\nthen onnxruntime on random and rendered images at batch "
+                    "sizes 1 and 3 against\n"
+                    "the JAX model (max abs heatmap difference <= "
+                    f"{FLOAT32_TOLERANCE:.0e} in float32, identical decoded\n"
+                    "keypoints). The output path is written only if verification passes; the exit\n"
+                    "status is 1 on any error.",
+        epilog="graph: input 'images' float32 (N, 3, S, S), RGB in [0, 1], normalisation inside,\n"
+               "N dynamic -> 'heatmaps' float32 (N, K, S/4, S/4) [+ 'keypoints' (N, K, 3)];\n"
+               "metadata: keypoint names, flip permutation, input/heatmap size, sigma, backbone.\n"
+               "examples:\n"
+               "  python -m interop.to_onnx --checkpoint runs/demo --output runs/demo/model.onnx\n"
+               "  python -m interop.to_onnx --checkpoint runs/x:best --output x.onnx "
+               "--with-keypoints\n"
+               "  python -m interop.to_onnx --checkpoint runs/x --step 12000 --output x16.onnx "
+               "--fp16\n"
+               "See docs/DEPLOYMENT.md for running the file with onnxruntime.")
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="DIR[:best|:latest|:STEP]",
+        help="a training workdir (runs/x), its checkpoints/ folder or a step folder "
+             "(runs/x/checkpoints/1200); append :best (best val PCK@0.1), :latest (default) or "
+             ":STEP to choose the step. The config is read from WORKDIR/config.json.")
+    parser.add_argument("--step", default=None, metavar="best|latest|STEP",
+                        help="the step, as an alternative to the :suffix of --checkpoint")
+    parser.add_argument("--output", required=True, type=Path, metavar="PATH",
+                        help="the .onnx file to write (missing parent folders are created)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}, at least {MIN_OPSET})")
+    parser.add_argument("--img-size", type=int, default=None, metavar="S",
+                        help="input side S of the graph, a multiple of 32 (default: the "
+                             "checkpoint's data.image_size, e.g. 512; heatmaps are S/4)")
+    parser.add_argument("--with-keypoints", action="store_true",
+                        help="add the output 'keypoints' (N, K, 3): x, y in input pixels and "
+                             "score, decoded inside the graph (argmax + quarter-pixel shift)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="half-precision weights and compute; input and outputs stay float32. "
+                             f"Verified with the looser tolerance {FP16_TOLERANCE:.0e} x "
+                             "max(1, peak heatmap)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export; print the parity figures; return the exit status."""
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(ImportError):
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notices
+    try:
+        from signlang_jax.restore import CheckpointError
+    except ImportError as e:
+        print(f"ERROR {e}", file=sys.stderr)
+        return 1
+    try:
+        report = export_onnx(args.checkpoint, args.output, step=args.step, opset=args.opset,
+                             image_size=args.img_size, with_keypoints=args.with_keypoints,
+                             fp16=args.fp16, log=lambda m: print(m, file=sys.stderr))
+    except (ExportError, CheckpointError) as e:
+        print(f"ERROR {e}", file=sys.stderr)
+        if isinstance(e, VerificationError):
+            print(f"ERROR nothing was written to {args.output}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
