@@ -27,8 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr = 3e-3
     config.optim.warmup_steps = 100
     config.train.batch_size = 16
-    config.train.num_steps = 1600
+    config.train.num_steps = 2000
     config.train.log_every_steps = 20
-    config.train.eval_every_steps = 400
-    config.train.checkpoint_every_steps = 400
+    config.train.eval_every_steps = 500
+    config.train.checkpoint_every_steps = 500
     return config

@@ -55,22 +55,21 @@ class Entry(NamedTuple):
 # ----------------------------------------------------------------------------- layout rules
 
 
+# Flax -> torch axis permutations: conv HWIO -> OIHW; transposed conv (kh, kw, Cin, Cout) ->
+# (Cin, Cout, kh, kw). Other leaves (biases, BatchNorm vectors) keep their layout.
+_TO_TORCH_AXES = {"conv": (3, 2, 0, 1), "conv_transpose": (2, 3, 0, 1)}
+
+
 def to_torch_layout(array: np.ndarray, kind: str) -> np.ndarray:
     """A Flax array in torch layout (see the module docstring's table)."""
-    if kind == "conv":
-        return array.transpose(3, 2, 0, 1)
-    if kind == "conv_transpose":
-        return array.transpose(2, 3, 0, 1)
-    return array
+    axes = _TO_TORCH_AXES.get(kind)
+    return array if axes is None else array.transpose(axes)
 
 
 def to_flax_layout(array: np.ndarray, kind: str) -> np.ndarray:
     """A torch array in Flax layout: the inverse of `to_torch_layout`."""
-    if kind == "conv":
-        return array.transpose(2, 3, 1, 0)
-    if kind == "conv_transpose":
-        return array.transpose(2, 3, 0, 1)
-    return array
+    axes = _TO_TORCH_AXES.get(kind)
+    return array if axes is None else array.transpose(np.argsort(axes))
 
 
 def torch_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
