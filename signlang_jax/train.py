@@ -511,8 +511,3 @@ def _check_finite(pending: list[tuple[int, dict]], last_saved: int) -> dict:
                 "enable optim.grad_clip.")
     return {k: float(v) for k, v in host[-1].items()}
 
-
-def main_process_print(*args: object) -> None:
-    """print() on process 0 only."""
-    if jax.process_index() == 0:
-        print(*args, file=sys.stderr)
