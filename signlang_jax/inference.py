@@ -21,6 +21,7 @@ from flax import nnx
 
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
+from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
@@ -61,7 +62,8 @@ class Predictor:
         graphdef, state = nnx.split(model)
         self._state = state
         self._forward = jax.jit(functools.partial(
-            _predict, graphdef, self.image_size, config.model.sigma, decoder, flip_test))
+            _predict, graphdef, self.image_size, config.model.sigma, decoder, flip_test),
+            compiler_options=xla_compiler_options())
 
     def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints (N, K, 3) in input pixels with scores, heatmaps (N, H, W, K)).

@@ -36,6 +36,7 @@ from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
 from signlang_jax.data.pipeline import load_split, make_dataset, make_iterator
 from signlang_jax.metrics import pck_counts, pck_summary
 from signlang_jax.models import create_model
+from signlang_jax.models.layers import xla_compiler_options
 
 PCK_THRESHOLDS = (0.05, 0.1)
 BEST_METRIC = "val/pck@0.1"
@@ -217,10 +218,12 @@ def make_trainer(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, stat
     if config.train.batch_size % jax.device_count():
         raise ValueError(f"train.batch_size={config.train.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices")
+    options = xla_compiler_options()  # per backend: see models/layers.py
     train = jax.jit(functools.partial(train_step, graphdef, schedule, config),
-                    donate_argnums=0, out_shardings=(state_sharding, replicated))
+                    donate_argnums=0, out_shardings=(state_sharding, replicated),
+                    compiler_options=options)
     evaluate_ = jax.jit(functools.partial(eval_step, graphdef, config),
-                        out_shardings=(replicated, replicated))
+                        out_shardings=(replicated, replicated), compiler_options=options)
     return Trainer(graphdef, mesh, state_sharding, batch_sharding, train, evaluate_, schedule)
 
 

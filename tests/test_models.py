@@ -22,7 +22,14 @@ from signlang_jax.models import (
     flax_to_torch_name,
 )
 from signlang_jax.models.head import SimpleBaselineHead
-from signlang_jax.models.layers import DECONV_PADDING, ConvTranspose, conv2d, conv_transpose
+from signlang_jax.models.layers import (
+    DECONV_PADDING,
+    ConvTranspose,
+    conv2d,
+    conv_transpose,
+    max_pool,
+    xla_compiler_options,
+)
 
 
 def model_config(name: str = "resnet18", **overrides) -> ml_collections.ConfigDict:
@@ -127,6 +134,38 @@ def test_subpixel_gradients_match_lax(kernel_size):
         for got, want in zip(grads(impl), reference, strict=True):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4,
                                        err_msg=impl)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 7, 3), (1, 8, 8, 2), (2, 5, 6, 1)])
+def test_max_pool_matches_torch_including_tie_gradients(shape):
+    """Values and gradients equal torch's MaxPool2d(3, 2, 1), even where a window has ties."""
+    rng = np.random.default_rng(0)
+    # Rounded ReLU output: many windows hold several equal maxima (zeros and repeated values).
+    x = np.maximum(np.round(rng.normal(size=shape), 1), 0).astype(np.float32)
+    x[0, :3, :3, 0] = 0.5  # a whole window of equal values
+    y, vjp = jax.vjp(max_pool, jnp.asarray(x))
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    dx = vjp(jnp.asarray(dy))[0]
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
+    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
+    yt.backward(torch.from_numpy(dy).permute(0, 3, 1, 2))
+    np.testing.assert_array_equal(np.asarray(y), yt.detach().permute(0, 2, 3, 1).numpy())
+    np.testing.assert_allclose(np.asarray(dx), xt.grad.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    # The tied window sends its whole gradient to its first element, as torch does.
+    assert float(dx[0, 1, 1, 0]) == 0.0
+
+
+def test_cpu_compiler_options_are_accepted():
+    """On CPU the YNNPACK-convolution switch is accepted by this jaxlib and changes the program."""
+    options = xla_compiler_options()
+    assert jax.default_backend() != "cpu" or options, "the CPU compiler option was dropped"
+    x = jnp.ones((1, 8, 8, 3))
+    w = jnp.ones((3, 3, 3, 4))
+    conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    tuned = jax.jit(conv, compiler_options=options).lower(x, w).compile().as_text()
+    assert "ynn" not in tuned  # the convolution runs on XLA's own kernels
+    np.testing.assert_allclose(jax.jit(conv, compiler_options=options)(x, w), jax.jit(conv)(x, w))
 
 
 def test_unsupported_deconv_settings_raise():

@@ -94,6 +94,30 @@ def batch_norm(num_features: int, *, rngs: nnx.Rngs, dtype: jnp.dtype = jnp.floa
                          param_dtype=jnp.float32, rngs=rngs)
 
 
+# XLA:CPU (jax 0.10) hands convolutions to YNNPACK by default. For this model's shapes XLA's own
+# (Eigen) convolutions are 1.5-4x faster, e.g. the 7x7 Cin=3 stem at N16 128x128: 47 ms YNNPACK,
+# 12 ms Eigen (benchmarks/bench_suite.py). Dots, where YNNPACK is good, keep it.
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+@functools.cache
+def xla_compiler_options() -> dict[str, str]:
+    """Compiler options for `jax.jit(..., compiler_options=...)` on this backend.
+
+    CPU_COMPILER_OPTIONS on CPU when the installed jaxlib accepts them (probed once: the option
+    is experimental and may be renamed), else none. GPUs and TPUs keep their defaults (cuDNN).
+    """
+    if jax.default_backend() != "cpu":
+        return {}
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(1.0).compile()
+    except jax.errors.JaxRuntimeError:
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
 def resolve_deconv_impl(name: str) -> str:
     """Map "auto" to subpixel_matmul on CPU and lax (cuDNN/TPU transposed conv) elsewhere."""
     if name == "auto":
@@ -224,3 +248,66 @@ class ConvTranspose(nnx.Module):
         return conv_transpose(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
                               padding=self.padding, output_padding=self.output_padding,
                               impl=self.impl)
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+
+def _pool_views(x: jax.Array, window: int, stride: int, padding: int) -> list[jax.Array]:
+    """The window*window strided views of the -inf-padded input, in torch's scan order."""
+    n, h, w, c = x.shape
+    oh = (h + 2 * padding - window) // stride + 1
+    ow = (w + 2 * padding - window) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+                 constant_values=-jnp.inf)
+    return [xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+            for i in range(window) for j in range(window)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -> jax.Array:
+    """torch's max_pool2d (square window, -inf padding) in NHWC.
+
+    Why not `lax.reduce_window`: its gradient on XLA:CPU (a variadic reduce-window carrying
+    argmax indices, then select-and-scatter) took ~50 ms of a 270 ms demo step. Here the forward
+    is a running maximum over window*window strided views (one fused elementwise loop) and the
+    backward routes each output gradient to the FIRST maximal element of its window, as torch
+    does (jnp.max's own gradient would split it between ties, which are common after a ReLU).
+    """
+    return functools.reduce(jnp.maximum, _pool_views(x, window, stride, padding))
+
+
+def _max_pool_fwd(x: jax.Array, window: int, stride: int, padding: int
+                  ) -> tuple[jax.Array, tuple[jax.Array, tuple[int, ...]]]:
+    views = _pool_views(x, window, stride, padding)
+    best, argmax = views[0], jnp.zeros(views[0].shape, jnp.int8)
+    for t, view in enumerate(views[1:], start=1):
+        greater = view > best  # strict: ties keep the earlier element
+        best = jnp.where(greater, view, best)
+        argmax = jnp.where(greater, jnp.int8(t), argmax)
+    # NaN propagates like torch's; int8 indices keep the residual a quarter of the output.
+    out = functools.reduce(jnp.maximum, views)
+    return out, (argmax, x.shape)
+
+
+def _max_pool_bwd(window: int, stride: int, padding: int,
+                  residual: tuple[jax.Array, tuple[int, ...]], dy: jax.Array
+                  ) -> tuple[jax.Array]:
+    argmax, shape = residual
+    n, h, w, c = shape
+    oh, ow = dy.shape[1], dy.shape[2]
+    hp, wp = h + 2 * padding, w + 2 * padding
+    zero = jnp.zeros((), dy.dtype)
+    dx = jnp.zeros((n, hp, wp, c), dy.dtype)
+    for t in range(window * window):
+        i, j = divmod(t, window)
+        routed = jnp.where(argmax == t, dy, zero)
+        # Scatter the strided view back: tap (i, j) of output o sits at padded row i + stride*o.
+        dx = dx + jax.lax.pad(routed, zero, ((0, 0, 0), (i, hp - i - stride * (oh - 1) - 1,
+                                                          stride - 1),
+                                             (j, wp - j - stride * (ow - 1) - 1, stride - 1),
+                                             (0, 0, 0)))
+    return (dx[:, padding:padding + h, padding:padding + w, :],)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

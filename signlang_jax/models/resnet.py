@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from signlang_jax.models.layers import Sequential, batch_norm, conv2d
+from signlang_jax.models.layers import Sequential, batch_norm, conv2d, max_pool
 
 
 class BasicBlock(nnx.Module):
@@ -103,8 +103,7 @@ class ResNet(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalised image (N, H, W, 3) -> features (N, H / 32, W / 32, out_features)."""
         x = jax.nn.relu(self.bn1(self.conv1(x)))
-        # torch pads max-pooling with -inf, as flax's max_pool does.
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(x, 3, 2, 1)  # torch's MaxPool2d(3, 2, 1), gradient to the first max
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         return x
