@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.data = data = ml_collections.ConfigDict()
     data.root = "dataset"  # folder with images/ and labels/ (the original project's layout)
+    data.format = "folder"  # folder | array_record (data.root = a signlang_jax.data.pack output)
     data.images_dir = "images"  # name of the image folder under data.root
     data.labels_dir = "labels"  # name of the label folder under data.root
     data.image_size = 512  # network input side S; images are letterboxed into S x S
@@ -83,4 +84,13 @@ def get_config() -> ml_collections.ConfigDict:
     train.checkpoint_every_steps = 1000  # also after every validation
     train.keep_checkpoints = 3  # latest kept, plus the best by val PCK@0.1
     train.num_val_images = 4  # val predictions drawn into TensorBoard
+
+    # Multi-host data parallelism on jax.distributed (docs/SCALING.md). One process per host (or
+    # per GPU); every process runs the same command with its own process_id.
+    config.distributed = dist = ml_collections.ConfigDict()
+    dist.coordinator = ""  # HOST:PORT of process 0 ("" = single process unless auto)
+    dist.num_processes = 1  # number of processes in the job (with coordinator)
+    dist.process_id = 0  # this process's rank, 0 .. num_processes - 1 (with coordinator)
+    dist.auto = False  # True: let jax.distributed detect the cluster (SLURM, Cloud TPU, MPI)
+    dist.timeout = 300  # seconds to wait for every process to join
     return config

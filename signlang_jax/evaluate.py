@@ -21,8 +21,14 @@ import numpy as np
 from tqdm import tqdm
 
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
-from signlang_jax.data.dataset import DatasetError, Sample
-from signlang_jax.data.pipeline import load_split, make_dataset
+from signlang_jax.data.dataset import DatasetError
+from signlang_jax.data.pipeline import (
+    PackedSource,
+    SampleSource,
+    load_records,
+    make_dataset,
+    record_image,
+)
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.inference import (
     DECODERS,
@@ -45,27 +51,27 @@ from signlang_jax.train import TrainingError
 GROUP_NAMES = ("all", *GROUPS)
 
 
-def predict_split(predictor: Predictor, samples: list[Sample], batch_size: int,
+def predict_split(predictor: Predictor, records: SampleSource | PackedSource, batch_size: int,
                   progress: bool = True) -> dict[str, np.ndarray]:
-    """Predictions for every sample, in original-image pixels.
+    """Predictions for every record of a split (`load_records`), in original-image pixels.
 
     Returns pred (M, K, 3), gt (M, K, 3), bbox (M, 4), mse (M, K) heatmap MSE.
     """
     config = predictor.config
-    dataset = make_dataset(config, "val", samples=samples, batch_size=batch_size, shard_index=0,
+    dataset = make_dataset(config, "val", source=records, batch_size=batch_size, shard_index=0,
                            shard_count=1)
     out = {"pred": [], "gt": [], "bbox": [], "mse": []}
-    bar = tqdm(total=len(samples), unit="img", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr)
     for batch in dataset:
         keypoints, heatmaps = predictor.predict_batch(batch["image"])
         targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,
                                   heatmaps.shape[1], config.model.sigma)
         mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
         for i in np.flatnonzero(batch["mask"]):
-            sample = samples[int(batch["index"][i])]
+            record = records[int(batch["index"][i])]
             out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
-            out["gt"].append(sample.keypoints)
-            out["bbox"].append(sample.bbox)
+            out["gt"].append(record["keypoints"])
+            out["bbox"].append(record["bbox"])
             out["mse"].append(mse[i])
         bar.update(int(batch["mask"].sum()))
     bar.close()
@@ -139,17 +145,15 @@ def pck_bar_chart(per_keypoint: dict[str, float], title: str) -> np.ndarray:
     return chart
 
 
-def worst_grid(samples: list[Sample], pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray,
-               count: int, tile: int = 256) -> np.ndarray:
+def worst_grid(records: SampleSource | PackedSource, pred: np.ndarray, gt: np.ndarray,
+               bbox: np.ndarray, count: int, tile: int = 256) -> np.ndarray:
     """Grid of the `count` images with the largest mean normalised error."""
     error = normalized_distances(pred, gt, bbox)
     error = np.where(gt[..., 2] > 0, error, np.nan)
     order = np.argsort(-np.nan_to_num(np.nanmean(error, axis=1), nan=-1.0))[:count]
-    from signlang_jax.data.dataset import read_image
-
     tiles = []
     for i in order:
-        image = read_image(samples[i].image_path)
+        image = record_image(records[i])
         scale = tile / max(image.shape[:2])
         size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
         canvas = np.zeros((tile, tile, 3), np.uint8)
@@ -202,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None:
                 config.data[field] = value
         config.data.synthetic_num = 0
-        samples = load_split(config.data, args.split)
+        records = load_records(config.data, args.split)
         predictor = Predictor(model, config, args.decoder, args.flip_test)
-        print(f"evaluating step {step} of {args.checkpoint} on {len(samples)} {args.split} "
+        print(f"evaluating step {step} of {args.checkpoint} on {len(records)} {args.split} "
               f"images of {config.data.root} (decoder {args.decoder}, flip test "
               f"{'on' if args.flip_test else 'off'})", file=sys.stderr)
-        result = predict_split(predictor, samples, args.batch_size)
+        result = predict_split(predictor, records, args.batch_size)
     except (DatasetError, TrainingError, ValueError, OSError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     write_rgb(str(out / "pck_per_keypoint.png"),
               pck_bar_chart(metrics["pck@0.1_per_keypoint"], f"PCK@0.1 per keypoint, step {step}"))
     if args.worst > 0:
-        write_rgb(str(out / "worst.jpg"), worst_grid(samples, result["pred"], result["gt"],
+        write_rgb(str(out / "worst.jpg"), worst_grid(records, result["pred"], result["gt"],
                                                      result["bbox"], args.worst))
     print(f"wrote {out}/metrics.json, pck_per_keypoint.png, worst.jpg")
     return 0

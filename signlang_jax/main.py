@@ -2,6 +2,9 @@
 
 Running the same command again resumes from the latest checkpoint in the workdir. Any config
 field can be overridden: --config.train.batch_size=8 --config.data.root=DIR.
+
+Multi-host: run the same command in every process with --config.distributed.coordinator=HOST:PORT
+--config.distributed.num_processes=P --config.distributed.process_id=I (see docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # keep JAX's and orbax's INFO lines off the console
 
     from signlang_jax.data.dataset import DatasetError
-    from signlang_jax.train import TrainingError, train_and_evaluate
+    from signlang_jax.train import TrainingError, initialize_distributed, train_and_evaluate
 
     try:
+        initialize_distributed(_CONFIG.value.distributed)  # before anything touches a device
         metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME.value)
     except (DatasetError, TrainingError, ValueError) as e:
         print(f"ERROR {e}", file=sys.stderr)

@@ -16,9 +16,10 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grain
@@ -33,7 +34,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
-from signlang_jax.data.pipeline import load_split, make_dataset, make_iterator
+from signlang_jax.data.pipeline import load_records, make_dataset, make_iterator
 from signlang_jax.metrics import pck_counts, pck_summary
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
@@ -130,6 +131,81 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
     if optim.accumulate_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=optim.accumulate_steps)
     return tx, schedule
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def initialize_distributed(dist: ml_collections.ConfigDict) -> bool:
+    """Join a multi-process job described by `dist` (= config.distributed); False if single.
+
+    Must run before anything touches a JAX device. On CPU the processes talk over gloo (TCP), so
+    a job can be tested on one machine; on GPUs XLA uses NCCL.
+    """
+    if not dist.coordinator and not dist.auto:
+        if dist.num_processes != 1 or dist.process_id != 0:
+            raise ValueError("distributed.num_processes/process_id are set but "
+                             "distributed.coordinator is empty: pass "
+                             "--config.distributed.coordinator=HOST:PORT (or distributed.auto)")
+        return False
+    kwargs: dict = {"initialization_timeout": int(dist.timeout)}
+    if dist.coordinator:
+        if not re.fullmatch(r"\S+:\d+", dist.coordinator):
+            raise ValueError(f"distributed.coordinator={dist.coordinator!r}: expected HOST:PORT")
+        if dist.num_processes < 1:
+            raise ValueError(f"distributed.num_processes={dist.num_processes}: must be >= 1")
+        if not 0 <= dist.process_id < dist.num_processes:
+            raise ValueError(f"distributed.process_id={dist.process_id}: must be in "
+                             f"0..{dist.num_processes - 1} (distributed.num_processes="
+                             f"{dist.num_processes})")
+        kwargs.update(coordinator_address=dist.coordinator, num_processes=dist.num_processes,
+                      process_id=dist.process_id)
+    # CPU-only jobs (tests, CPU clusters) need a collectives backend; GPUs ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def sync_processes(name: str) -> None:
+    """Barrier across processes (no-op with one): e.g. wait for process 0 to write data."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _gather_hosts(tree: dict) -> dict:
+    """Concatenate every process's arrays along axis 0 (identity with one process)."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def check_replicas_agree(state: nnx.State) -> None:
+    """Raise if the processes' replicas of the state differ (no-op with one process).
+
+    Each process fingerprints its own copy (per-array sums in float64); a mismatch means the
+    hosts diverged (different code, config or data order) and checkpoints would be wrong.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    names = [jax.tree_util.keystr(k) for k, x in leaves if jnp.issubdtype(x.dtype, jnp.floating)]
+    local = np.asarray([np.asarray(x.addressable_data(0), np.float64).sum()
+                        for _, x in leaves if jnp.issubdtype(x.dtype, jnp.floating)])
+    # Sent as int32 pairs: JAX would round float64 to float32 (x64 is off) and hide small drifts.
+    everyone = np.asarray(multihost_utils.process_allgather(local.view(np.int32)))
+    everyone = everyone.reshape(len(everyone), -1, 2)  # (processes, arrays, 2 words)
+    differs = np.flatnonzero((everyone != everyone[0]).any(axis=(0, 2)))
+    if len(differs):
+        listed = ", ".join(names[i] for i in differs[:5])
+        raise TrainingError(f"the {jax.process_count()} processes hold different model states "
+                            f"({len(differs)} arrays differ, e.g. {listed}): run the same code, "
+                            "config and data on every host")
 
 
 # ----------------------------------------------------------------------------- state and steps
@@ -309,21 +385,46 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state
 # ----------------------------------------------------------------------------- validation
 
 
+def _val_batches(config: ml_collections.ConfigDict, samples: Sequence) -> Iterator[dict]:
+    """This process's val batches, padded with fully masked batches to the same count everywhere.
+
+    Every process must call the (collective) eval step equally often, but with P processes the
+    shards hold ceil(N / P) or floor(N / P) samples and can differ by one batch.
+    """
+    count = jax.process_count()
+    if len(samples) < count:
+        raise ValueError(f"the val split has {len(samples)} samples, fewer than the {count} "
+                         "processes")
+    local_batch = config.train.batch_size // count
+    num_batches = math.ceil(math.ceil(len(samples) / count) / local_batch)
+    template = None
+    for template in make_dataset(config, "val", source=samples, num_workers=0):
+        num_batches -= 1
+        yield template
+    empty = {k: np.zeros_like(v) for k, v in template.items()}
+    empty["index"][:] = -1
+    for _ in range(num_batches):
+        yield empty
+
+
 def evaluate(trainer: Trainer, state: nnx.State, config: ml_collections.ConfigDict,
-             samples: list, max_images: int = 0) -> tuple[dict, list]:
+             samples: Sequence, max_images: int = 0) -> tuple[dict, list]:
     """Val loss and PCK (overall, per group) over the whole val split.
 
     Returns (metrics, images): up to `max_images` (image, predicted keypoints) pairs for drawing.
+    With several processes each reads its shard and every process gets the same global metrics.
     """
-    dataset = make_dataset(config, "val", samples=samples, num_workers=0)
-    zeros = np.zeros(len(samples[0].keypoints), np.int64)
+    zeros = np.zeros(len(samples[0]["keypoints"]), np.int64)
     counts = {t: (zeros, zeros) for t in PCK_THRESHOLDS}
     loss_sum, n = 0.0, 0
     images = []
-    for batch in dataset:
-        predicted, per_sample = trainer.eval_step(state, device_batch(batch,
+    for local in _val_batches(config, samples):
+        predicted, per_sample = trainer.eval_step(state, device_batch(local,
                                                                       trainer.batch_sharding))
         predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
+        # The step's outputs are global (replicated); so must the labels they are scored on be.
+        keys = ("keypoints", "bbox", "mask") + (("image",) if len(images) < max_images else ())
+        batch = _gather_hosts({k: local[k] for k in keys})
         mask = batch["mask"]
         loss_sum += float(per_sample[mask].sum())
         n += int(mask.sum())
@@ -357,7 +458,7 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> ml_collect
     Returns the config with `data.root` resolved (WORKDIR/data when it was empty).
     """
     data = config.data
-    if data.synthetic_num <= 0:
+    if data.synthetic_num <= 0 or data.format != "folder":
         if not data.root:
             raise ValueError("set --config.data.root=DIR (or data.synthetic_num > 0)")
         return config
@@ -366,14 +467,15 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> ml_collect
         config.data.root = data.root or str(workdir / "data")
     root = Path(config.data.root)
     labels = root / data.labels_dir
-    if labels.is_dir() and any(labels.iterdir()):
-        return config
-    if jax.process_index() == 0:
+    # Only process 0 writes; the others wait at the barrier (reached by every process, whether
+    # or not it saw labels, so nobody reads a half-written folder).
+    if jax.process_index() == 0 and not (labels.is_dir() and any(labels.iterdir())):
         from signlang_jax.synth import generate_dataset
 
         print(f"rendering {data.synthetic_num} synthetic samples into {root}", file=sys.stderr)
         generate_dataset(root, data.synthetic_num, data.synthetic_seed, size=data.synthetic_size,
                          progress=True)
+    sync_processes("synthetic data written")  # the other processes read what process 0 wrote
     return config
 
 
@@ -390,14 +492,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         check_compatible(json.loads(config_path.read_text()), config, str(config_path))
     ckpt_dir = workdir / "checkpoints"
 
-    train_samples = load_split(config.data, "train")
-    val_samples = load_split(config.data, "val")
+    train_samples = load_records(config.data, "train")
+    val_samples = load_records(config.data, "val")
     steps = total_train_steps(config, len(train_samples))
     graphdef, state, schedule = create_state(config, steps)
     _check_output_size(graphdef, state, config)
     trainer = make_trainer(config, graphdef, state, schedule)
     state = jax.device_put(state, trainer.state_sharding)
-    iterator = make_iterator(config, "train", samples=train_samples)
+    iterator = make_iterator(config, "train", source=train_samples)
     manager = make_checkpoint_manager(ckpt_dir, config)
 
     start = 0
@@ -418,20 +520,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     elif config.model.pretrained_backbone:  # fresh start only: a resume never needs the file
         state = jax.device_put(load_pretrained(graphdef, state, config.model.pretrained_backbone),
                                trainer.state_sharding)
-    config_path.write_text(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:
+        config_path.write_text(config.to_json_best_effort(indent=2))
 
     logger = MetricLogger(workdir, total=steps, initial=start, enabled=jax.process_index() == 0)
     if start:
         logger.print(f"resumed from step {start}")
     every = config.train
     pending: list[tuple[int, dict]] = []  # per-step device metrics not yet checked
-    window_start, window_images = time.perf_counter(), 0
+    # data_wait: seconds blocked in next(iterator) this window. JAX dispatches steps
+    # asynchronously, so any time spent there is time the device could have been busy.
+    window_start, window_images, data_wait = time.perf_counter(), 0, 0.0
     last_saved = start
     final: dict = {}
     try:
         for step in range(start + 1, steps + 1):
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                wait_start = time.perf_counter()
                 batch = next(iterator)
+                data_wait += time.perf_counter() - wait_start
                 state, metrics = trainer.train_step(state, device_batch(batch,
                                                                         trainer.batch_sharding))
             pending.append((step, metrics))
@@ -443,8 +550,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                 pending = []
                 elapsed = time.perf_counter() - window_start
                 values["images_per_sec"] = window_images / max(elapsed, 1e-9)
+                values["data_wait_fraction"] = data_wait / max(elapsed, 1e-9)
                 logger.scalars(step, values, prefix="train/")
-                window_start, window_images = time.perf_counter(), 0
+                window_start, window_images, data_wait = time.perf_counter(), 0, 0.0
             else:
                 logger.advance(step)
             eval_metrics = None
@@ -456,6 +564,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                 final = eval_metrics
                 window_start = time.perf_counter()
             if is_save:
+                check_replicas_agree(state)
                 save_checkpoint(manager, step, state, iterator, eval_metrics)
                 last_saved = step
         if start >= steps:  # already trained: report the final checkpoint's metrics

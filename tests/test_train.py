@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from signlang_jax import train as train_lib
-from signlang_jax.data.pipeline import load_split, make_dataset
+from signlang_jax.data.pipeline import SampleSource, load_split, make_dataset
 from tests.conftest import ROOT
 
 
@@ -75,7 +75,7 @@ def test_overfit_tiny_model_reaches_high_pck(train_config):
         state, metrics = trainer.train_step(state, placed)
         first = first if first is not None else float(metrics["loss"])
     assert float(metrics["loss"]) < 0.2 * first
-    metrics, _ = train_lib.evaluate(trainer, state, config, samples)
+    metrics, _ = train_lib.evaluate(trainer, state, config, SampleSource(samples))
     assert metrics["val/pck@0.1"] > 0.9, metrics
 
 
@@ -194,6 +194,79 @@ def test_four_devices_match_one(train_config, tmp_path):
     assert one.keys() == four.keys()
     for key in one.keys() - {"devices"}:
         np.testing.assert_allclose(one[key], four[key], atol=1e-5, rtol=1e-5, err_msg=key)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_match_one_process_on_the_same_global_batch(train_config, tmp_path):
+    """jax.distributed with 2 CPU processes (gloo): the collectively written checkpoint equals a
+    single process trained on the same global batches (each = process 0's + process 1's shard).
+    """
+    steps = 3
+    flags = ["--config.optim.name=sgd", "--config.optim.warmup_steps=0",
+             f"--config.train.num_steps={steps}", f"--config.train.eval_every_steps={steps}",
+             f"--config.train.checkpoint_every_steps={steps}",
+             f"--config.distributed.coordinator=127.0.0.1:{_free_port()}",
+             "--config.distributed.num_processes=2", "--config.distributed.timeout=120"]
+    workdir = tmp_path / "two"
+    procs = [_run_main(workdir, Path(train_config.data.root), *flags,
+                       f"--config.distributed.process_id={i}", wait=False) for i in range(2)]
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=400)[0])
+        finally:
+            proc.kill()
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out
+    # Both processes report the same global validation metrics.
+    finals = [next(line for line in out.splitlines() if line.startswith("final "))
+              for out in outputs]
+    assert finals[0] == finals[1]
+
+    config = train_config
+    config.optim.name, config.optim.warmup_steps, config.train.num_steps = "sgd", 0, steps
+    shards = [make_dataset(config, "train", shard_index=i, shard_count=2, num_workers=0)
+              for i in range(2)]
+    graphdef, state, schedule = train_lib.create_state(config, steps)
+    trainer = train_lib.make_trainer(config, graphdef, state, schedule)
+    for _, *parts in zip(range(steps), *shards, strict=False):
+        batch = {k: np.concatenate([part[k] for part in parts]) for k in ("image", "keypoints")}
+        state, _ = trainer.train_step(state, train_lib.device_batch(batch, trainer.batch_sharding))
+    reference = {jax.tree_util.keystr(k): np.asarray(v)
+                 for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+    two = _params(workdir, config, steps)
+    assert two.keys() == reference.keys()
+    for key in reference:
+        np.testing.assert_allclose(two[key], reference[key], atol=1e-5, rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--config.distributed.num_processes=2", "coordinator is empty"),
+    ("--config.distributed.coordinator=localhost", "expected HOST:PORT"),
+])
+def test_bad_distributed_settings_are_refused(train_config, tmp_path, flag, message):
+    extra = [flag]
+    if "coordinator=" in flag:
+        extra += ["--config.distributed.num_processes=2", "--config.distributed.process_id=0"]
+    proc = _run_main(tmp_path / "w", Path(train_config.data.root), *extra)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_process_id_out_of_range_is_refused():
+    import ml_collections
+
+    dist = ml_collections.ConfigDict({"coordinator": "127.0.0.1:1234", "num_processes": 2,
+                                      "process_id": 2, "auto": False, "timeout": 5})
+    with pytest.raises(ValueError, match=r"distributed.process_id=2: must be in 0..1"):
+        train_lib.initialize_distributed(dist)
 
 
 def test_gradient_accumulation_updates_every_k_steps(train_config):

@@ -1,6 +1,7 @@
 """The grain input pipeline: validated samples -> shuffled, augmented, compact uint8 batches.
 
-    source (validated split) -> [process shard] -> per-epoch shuffle -> repeat
+    source (validated split: folder files or a pack, config.data.format) -> [process shard]
+      -> per-epoch shuffle -> repeat
       -> decode + affine (scale, rotation, shift, flip) + photometric jitter -> batch
       -> worker processes with prefetch
 
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 import grain
@@ -39,11 +41,14 @@ from signlang_jax.data.dataset import (
     DatasetError,
     Problem,
     Sample,
+    decode_image,
     read_image,
     scan_dataset,
     split_samples,
 )
 from signlang_jax.data.report import format_report
+
+FORMATS: tuple[str, ...] = ("folder", "array_record")  # config.data.format
 
 
 class SampleSource:
@@ -72,15 +77,74 @@ class SampleSource:
         return f"SampleSource(len={len(self)}, digest={self._digest})"
 
 
+class PackedSource:
+    """grain random-access source over one split of a dataset written by `data.pack`.
+
+    Records carry the original encoded image (`image_bytes`) instead of a path; the TFDS reader
+    is opened lazily in each process, so the source pickles into grain's worker processes.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str) -> None:
+        from signlang_jax.data import pack
+
+        info = pack.open_pack(root)
+        if split not in info.num_examples:
+            raise DatasetError([Problem(str(info.directory), "", f"has no {split!r} split "
+                                        f"(splits: {', '.join(info.num_examples)})",
+                                        "missing_split")])
+        self._info, self._split = info, split
+        self._len = info.num_examples[split]
+        self._digest = info.metadata["splits"][split]["digest"]
+        self._reader = pack.open_split(info, split)  # fails here, not in a worker, if damaged
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return self._len
+
+    def __getitem__(self, index: int) -> dict:
+        """The record of sample `index`: its encoded image, file name, keypoints and box."""
+        if self._reader is None:
+            with self._lock:  # grain reads with several threads
+                if self._reader is None:
+                    from signlang_jax.data import pack
+
+                    self._reader = pack.open_split(self._info, self._split)
+        record = self._reader[index]
+        return {"index": index, "image_bytes": record["image_bytes"],
+                "file": record["file"].decode(), "keypoints": record["keypoints"],
+                "bbox": record["bbox"]}
+
+    def __getstate__(self) -> dict:
+        """Pickle without the open reader (grain workers reopen it)."""
+        return {**self.__dict__, "_reader": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; the reader is reopened on first access."""
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        # grain compares repr(source) on restore: make it depend on the content only.
+        return f"PackedSource(split={self._split}, len={len(self)}, digest={self._digest})"
+
+
 def augment_params(config: ml_collections.ConfigDict) -> AugmentParams:
     """The augmentation ranges of `config.augment`."""
     return AugmentParams(**{f: config.augment[f] for f in AugmentParams.__dataclass_fields__})
 
 
+def record_image(record: dict) -> np.ndarray:
+    """The RGB uint8 (H, W, 3) image of a record: packed bytes or the folder's file."""
+    if "image_bytes" in record:
+        return decode_image(record["image_bytes"], record["file"])
+    return read_image(record["path"])
+
+
 def load_sample(record: dict, rng: np.random.Generator | None, size: int,
                 params: AugmentParams) -> dict[str, np.ndarray]:
     """Decode and letterbox one record; augment it when `rng` is given (training)."""
-    image = read_image(record["path"])
+    image = record_image(record)
     out = augment_sample(image, record["keypoints"], record["bbox"], size, rng, params)
     out["index"] = np.int32(record["index"])
     out["mask"] = np.bool_(True)
@@ -114,12 +178,22 @@ def _init_worker(worker_index: int, worker_count: int) -> None:
     cv2.setNumThreads(1)
 
 
+def check_format(data: ml_collections.ConfigDict) -> str:
+    """`data.format` if it is one of `FORMATS`, else a `ValueError` saying which are."""
+    if data.format not in FORMATS:
+        raise ValueError(f"data.format={data.format!r} is not one of {', '.join(FORMATS)}")
+    return data.format
+
+
 def load_split(data: ml_collections.ConfigDict, split: str) -> list[Sample]:
-    """Validate the dataset of `data` (= config.data) and return the samples of `split`.
+    """Validate the folder dataset of `data` (= config.data) and return the samples of `split`.
 
     Raises `DatasetError` with every problem found if any file is invalid, unless
     `data.skip_invalid`, in which case the report and the skipped files go to stderr.
     """
+    if check_format(data) != "folder":
+        raise ValueError(f"load_split reads folder datasets, but data.format={data.format!r}: "
+                         "use load_records(config.data, split) for any format")
     scan = scan_dataset(data.root, data.images_dir, data.labels_dir, decode=data.decode_check)
     if scan.problems:
         if not data.skip_invalid:
@@ -135,19 +209,35 @@ def load_split(data: ml_collections.ConfigDict, split: str) -> list[Sample]:
     return samples
 
 
+def load_records(data: ml_collections.ConfigDict, split: str) -> SampleSource | PackedSource:
+    """The grain source of `split` in `data.format`: validated folder samples or a pack.
+
+    Either way `source[i]` is a record dict with `index`, `keypoints` (64, 3) and `bbox` (4,) as
+    validated, and the image as `path` (folder) or `image_bytes` + `file` (array_record).
+    """
+    if check_format(data) == "array_record":
+        return PackedSource(data.root, split)
+    return SampleSource(load_split(data, split))
+
+
 def make_dataset(config: ml_collections.ConfigDict, split: str, *,
                  batch_size: int | None = None, seed: int | None = None,
                  shard_index: int | None = None, shard_count: int | None = None,
                  num_workers: int | None = None, num_epochs: int | None = None,
-                 samples: Sequence[Sample] | None = None) -> grain.IterDataset:
+                 samples: Sequence[Sample] | None = None,
+                 source: SampleSource | PackedSource | None = None) -> grain.IterDataset:
     """The batched grain dataset of `split` for this process.
 
     Train: shuffled every epoch, augmented, repeated `num_epochs` times (None = forever), last
     partial batch dropped. Val: fixed order, no random augmentation, one pass, last batch
     padded (see `mask`). `batch_size` is the GLOBAL batch (default config.train.batch_size);
     each of the `shard_count` processes (default: JAX processes) gets a disjoint shard and
-    batch_size / shard_count samples per batch.
+    batch_size / shard_count samples per batch. The records are `source`, else the folder
+    `samples`, else `load_records(config.data, split)` (config.data.format picks the format).
     """
+    check_format(config.data)
+    if samples is not None and source is not None:
+        raise ValueError("make_dataset takes samples or source, not both")
     if shard_index is None or shard_count is None:
         import jax
 
@@ -159,7 +249,8 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     local_batch = batch_size // shard_count
     seed = config.seed if seed is None else seed
     num_workers = config.data.num_workers if num_workers is None else num_workers
-    samples = load_split(config.data, split) if samples is None else samples
+    if source is None:
+        source = load_records(config.data, split) if samples is None else SampleSource(samples)
     size, params = config.data.image_size, augment_params(config)
 
     # Each process reads with a few threads (OpenCV releases the GIL); grain's default of 16
@@ -167,7 +258,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     read_threads = config.data.read_threads or (1 if num_workers else os.cpu_count() or 1)
     read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=
                                      max(2 * local_batch, 16))
-    ds = grain.MapDataset.source(SampleSource(samples))[shard_index::shard_count]
+    ds = grain.MapDataset.source(source)[shard_index::shard_count]
     if split == "train":
         if len(ds) < local_batch:
             raise ValueError(f"the train split has {len(ds)} samples for this process, fewer "
