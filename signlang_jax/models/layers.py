@@ -119,9 +119,15 @@ def xla_compiler_options() -> dict[str, str]:
 
 
 def resolve_deconv_impl(name: str) -> str:
-    """Map "auto" to subpixel_matmul on CPU and lax (cuDNN/TPU transposed conv) elsewhere."""
+    """Map "auto" to a sub-pixel form on CPU and lax (cuDNN/TPU transposed conv) elsewhere.
+
+    On CPU: subpixel_conv when XLA's own convolutions are on (xla_compiler_options), ~5% faster
+    per train step than subpixel_matmul there; subpixel_matmul when YNNPACK runs convolutions.
+    """
     if name == "auto":
-        return "subpixel_matmul" if jax.default_backend() == "cpu" else "lax"
+        if jax.default_backend() != "cpu":
+            return "lax"
+        return "subpixel_conv" if xla_compiler_options() else "subpixel_matmul"
     if name not in DECONV_IMPLS:
         raise ValueError(f"model.deconv_impl={name!r}: expected 'auto' or one of {DECONV_IMPLS}")
     return name
