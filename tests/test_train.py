@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -194,6 +195,57 @@ def test_four_devices_match_one(train_config, tmp_path):
     assert one.keys() == four.keys()
     for key in one.keys() - {"devices"}:
         np.testing.assert_allclose(one[key], four[key], atol=1e-5, rtol=1e-5, err_msg=key)
+
+
+def test_no_recompilation_after_the_first_step(train_config, tmp_path, monkeypatch):
+    """Steps, validations and checkpoints after the first ones lower (compile) nothing.
+
+    Every jit cache miss lowers a jaxpr to MLIR (even when the persistent cache then skips the
+    backend compile), so counting that event catches any retrace: a changed shape, dtype,
+    sharding or static argument.
+    """
+    lowered = []  # (train calls so far, phase, function name)
+    phase = {"name": "setup", "train": 0, "eval": 0}
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append((phase["train"], phase["name"], kwargs.get("fun_name")))
+
+    def counted(name, fn):
+        def call(*args, **kwargs):
+            phase[name] += 1
+            phase["name"] = f"{name} call {phase[name]}"
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phase["name"] = f"after {name} call {phase[name]}"
+        return call
+
+    make_trainer = train_lib.make_trainer
+
+    def make_counted_trainer(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        return dataclasses.replace(trainer, train_step=counted("train", trainer.train_step),
+                                   eval_step=counted("eval", trainer.eval_step))
+
+    monkeypatch.setattr(train_lib, "make_trainer", make_counted_trainer)
+    train_config.train.num_steps = 8
+    train_config.train.eval_every_steps = 4
+    train_config.train.checkpoint_every_steps = 2
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        train_lib.train_and_evaluate(train_config, tmp_path)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert phase["train"] == 8 and phase["eval"] >= 2
+    assert any(name == "train call 1" for _, name, _ in lowered)  # the listener works
+    repeated = [(name, fun) for _, name, fun in lowered
+                if name.startswith(("train call", "eval call"))
+                and name not in ("train call 1", "eval call 1")]
+    assert not repeated, f"recompiled in a later step: {repeated}"
+    # After the first validation + checkpoint cycle (step 4) nothing at all is compiled.
+    late = [(name, fun) for step, name, fun in lowered if step > 4]
+    assert not late, f"compiled after step 4: {late}"
 
 
 def _free_port() -> int:
