@@ -32,6 +32,7 @@ from interop import to_onnx
 from interop.convert import nchw_to_nhwc, nhwc_to_nchw, to_torch
 from signlang_jax import train as train_lib
 from signlang_jax.models import create_model
+from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import load_checkpoint
 
 
@@ -73,7 +74,8 @@ def main() -> None:
     image_nchw = nhwc_to_nchw(image)
 
     graphdef, state = nnx.split(model)
-    jax_forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    jax_forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x),
+                          compiler_options=xla_compiler_options())
     image_jax = jnp.asarray(image)
 
     def run_jax() -> np.ndarray:

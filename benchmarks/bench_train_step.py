@@ -50,11 +50,13 @@ def make_batch(config: object, seed: int = 0) -> dict:
             "keypoints": keypoints.astype(np.float32)}
 
 
-def compare(label: str, config: object, reps: int) -> None:
-    """Time both frameworks on one config, alternating, and print one line."""
+def compare(label: str, config: object, reps: int) -> tuple[float, float]:
+    """Time both frameworks on one config, alternating; print one line, return (jax, torch)."""
     batch = make_batch(config)
     graphdef, state, schedule = train_lib.create_state(config, 1000)
     trainer = train_lib.make_trainer(config, graphdef, state, schedule)
+    # Placed as the step returns it: an uncommitted state would compile a second program.
+    state = jax.device_put(state, trainer.state_sharding)
 
     def jax_step(state: object) -> object:
         state, metrics = trainer.train_step(state, train_lib.device_batch(
@@ -93,6 +95,7 @@ def compare(label: str, config: object, reps: int) -> None:
     print(f"{label} (batch {n}, {m.name} width {m.width}, head {m.deconv_filters}): "
           f"jax {jax_rate:.2f} img/s, torch eager {torch_rate:.2f} img/s, "
           f"ratio {jax_rate / torch_rate:.2f}", flush=True)
+    return float(jax_rate), float(torch_rate)
 
 
 def main() -> None:
