@@ -49,11 +49,11 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
+# The performance suite (writes docs/PERFORMANCE.md), then the generator and the data formats.
 bench: setup
+	$(PY) benchmarks/bench_suite.py
 	$(PY) benchmarks/bench_synth.py
-	$(PY) benchmarks/bench_pipeline.py
-	$(PY) benchmarks/bench_train_step.py
-	$(PY) benchmarks/bench_onnx.py
+	$(PY) benchmarks/bench_formats.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
