@@ -299,6 +299,46 @@ def test_two_processes_match_one_process_on_the_same_global_batch(train_config, 
         np.testing.assert_allclose(two[key], reference[key], atol=1e-5, rtol=1e-5, err_msg=key)
 
 
+REPLICA_SCRIPT = """
+import sys, jax, jax.numpy as jnp, numpy as np, ml_collections
+from jax.sharding import NamedSharding, PartitionSpec as P
+from signlang_jax import train as t
+port, pid = sys.argv[1], int(sys.argv[2])
+t.initialize_distributed(ml_collections.ConfigDict({"coordinator": f"127.0.0.1:{port}",
+    "num_processes": 2, "process_id": pid, "auto": False, "timeout": 60}))
+mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+def replicated(local):  # each process supplies its own copy of a "replicated" array
+    device = jax.local_devices()[0]
+    return jax.make_array_from_single_device_arrays(
+        local.shape, NamedSharding(mesh, P()), [jax.device_put(local, device)])
+same = {"w": replicated(np.ones(3, np.float32)), "step": replicated(np.zeros((), np.int32))}
+t.check_replicas_agree(same)
+drifted = np.ones(3, np.float32) + (1e-7 if pid == 1 else 0.0)  # below float32 printing noise
+try:
+    t.check_replicas_agree({"w": replicated(drifted)})
+except t.TrainingError as e:
+    print("REFUSED", e)
+"""
+
+
+def test_replica_check_catches_a_drift_between_processes(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", REPLICA_SCRIPT, str(port), str(i)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=200)[0])
+        finally:
+            proc.kill()
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out
+        assert "REFUSED the 2 processes hold different model states (1 arrays differ, " \
+               "e.g. ['w'])" in out, out
+
+
 @pytest.mark.parametrize(("flag", "message"), [
     ("--config.distributed.num_processes=2", "coordinator is empty"),
     ("--config.distributed.coordinator=localhost", "expected HOST:PORT"),
