@@ -24,6 +24,7 @@ from signlang_jax.models import (
 from signlang_jax.models.head import SimpleBaselineHead
 from signlang_jax.models.layers import (
     DECONV_PADDING,
+    BatchNorm,
     ConvTranspose,
     conv2d,
     conv_transpose,
@@ -153,6 +154,39 @@ def test_max_pool_matches_torch_including_tie_gradients(shape):
     np.testing.assert_allclose(np.asarray(dx), xt.grad.permute(0, 2, 3, 1).numpy(), atol=1e-6)
     # The tied window sends its whole gradient to its first element, as torch does.
     assert float(dx[0, 1, 1, 0]) == 0.0
+
+
+def test_matmul_stats_batch_norm_equals_flax_batch_norm():
+    """Training mode: same output, running statistics and gradients as nnx.BatchNorm."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(3.0, 2.0, (4, 5, 6, 7)).astype(np.float32))
+    cotangent = jnp.asarray(rng.normal(size=x.shape).astype(np.float32))
+    results = []
+    for cls, extra in ((nnx.BatchNorm, {}), (BatchNorm, {"matmul_stats": True})):
+        bn = cls(7, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0), **extra)
+        bn.scale[...] = jnp.linspace(0.5, 2.0, 7)
+        bn.bias[...] = jnp.linspace(-1.0, 1.0, 7)
+        graphdef, state = nnx.split(bn)
+
+        def apply(state, x, graphdef=graphdef):
+            module = nnx.merge(graphdef, state)
+            return module(x), nnx.state(module)
+
+        (y, new_state), vjp = jax.vjp(apply, state, x)
+        grads, dx = vjp((cotangent, jax.tree.map(jnp.zeros_like, new_state)))
+        results.append((y, new_state, grads, dx))
+    (y0, s0, g0, dx0), (y1, s1, g1, dx1) = results
+    np.testing.assert_allclose(y1, y0, atol=2e-5)
+    np.testing.assert_allclose(dx1, dx0, atol=2e-5)
+    for a, b in zip(jax.tree.leaves(s0), jax.tree.leaves(s1), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5)  # running mean and (biased) var
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)  # d scale, d bias
+    assert float(jnp.abs(s1["mean"][...] - 0.1 * jnp.mean(x, axis=(0, 1, 2))).max()) < 1e-5
+    # Eval mode uses the running statistics exactly as flax does.
+    eval_bn = BatchNorm(7, matmul_stats=True, rngs=nnx.Rngs(0))
+    eval_bn.eval()
+    np.testing.assert_allclose(eval_bn(x), x / np.sqrt(1 + 1e-5), rtol=1e-6)
 
 
 def test_cpu_compiler_options_are_accepted():

@@ -89,9 +89,89 @@ def conv2d(in_features: int, out_features: int, kernel_size: int, *, rngs: nnx.R
 
 def batch_norm(num_features: int, *, rngs: nnx.Rngs, dtype: jnp.dtype = jnp.float32,
                momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON) -> nnx.BatchNorm:
-    """BatchNorm with torch's defaults; params and statistics stay float32 under any dtype."""
-    return nnx.BatchNorm(num_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                         param_dtype=jnp.float32, rngs=rngs)
+    """BatchNorm with torch's defaults; params and statistics stay float32 under any dtype.
+
+    Matmul statistics (see `BatchNorm`) for float32 compute on CPU, flax's reductions elsewhere.
+    """
+    return BatchNorm(num_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                     param_dtype=jnp.float32, rngs=rngs,
+                     matmul_stats=jax.default_backend() == "cpu" and dtype == jnp.float32)
+
+
+def _channel_sums(*arrays: jax.Array) -> list[jax.Array]:
+    """Per-channel sums over every leading axis, each as one (M,) @ (M, C) matmul."""
+    sums = []
+    for a in arrays:
+        rows = a.reshape(-1, a.shape[-1])
+        sums.append(jnp.ones((rows.shape[0],), rows.dtype) @ rows)
+    return sums
+
+
+def _batch_norm_fwd(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+                    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple]:
+    n = x.size // x.shape[-1]
+    total, total_sq = _channel_sums(x, x * x)
+    mean = total / n
+    var = jnp.maximum(total_sq / n - mean * mean, 0.0)  # flax's "fast variance", biased
+    inv_std = jax.lax.rsqrt(var + epsilon)
+    y = (x - mean) * (scale * inv_std) + bias
+    return (y, mean, var), (x, mean, inv_std, scale)
+
+
+def _batch_norm_bwd(epsilon: float, residual: tuple, cotangents: tuple
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    # The statistics only feed the running averages (under stop_gradient): their cotangents
+    # are zero and ignored.
+    dy = cotangents[0]
+    x, mean, inv_std, scale = residual
+    n = x.size // x.shape[-1]
+    x_hat = (x - mean) * inv_std
+    d_bias, d_scale = _channel_sums(dy, dy * x_hat)
+    dx = (scale * inv_std / n) * (n * dy - d_bias - x_hat * d_scale)
+    return dx, d_scale, d_bias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BatchNorm over all axes but the last: (y, batch mean, biased batch var).
+
+    Same function as flax's BatchNorm in training mode, written so that the four per-channel
+    reductions (two forward, two backward) are matmuls with a ones vector: XLA:CPU's column
+    reductions were ~25 % of the demo step's traced time, its matmuls are fast.
+    """
+    return _batch_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+batch_norm_train.defvjp(_batch_norm_fwd, _batch_norm_bwd)
+
+
+class BatchNorm(nnx.BatchNorm):
+    """nnx.BatchNorm (same variables and semantics) whose training mode can use matmul stats.
+
+    With `matmul_stats` (chosen on CPU by `batch_norm`), training-mode calls go through
+    `batch_norm_train`: 9.5 % faster per 512x512 train step and 2.5 % at the demo size here
+    (docs/PERFORMANCE.md). Evaluation, masks and other axes use flax's implementation.
+    """
+
+    def __init__(self, num_features: int, *, matmul_stats: bool = False, **kwargs: object) -> None:
+        super().__init__(num_features, **kwargs)
+        self.matmul_stats = matmul_stats
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
+                 mask: jax.Array | None = None) -> jax.Array:
+        """Normalise x (N, ..., C) with batch statistics (training) or running ones (eval)."""
+        use_running = (self.use_running_average if use_running_average is None
+                       else use_running_average)
+        if not self.matmul_stats or use_running or mask is not None or self.axis not in (
+                -1, x.ndim - 1):
+            return super().__call__(x, use_running_average=use_running_average, mask=mask)
+        y, mean, var = batch_norm_train(x.astype(jnp.float32), self.scale[...], self.bias[...],
+                                        self.epsilon)
+        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+        self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
+        self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
+        return y.astype(self.dtype or x.dtype)
 
 
 # XLA:CPU (jax 0.10) hands convolutions to YNNPACK by default. For this model's shapes XLA's own
