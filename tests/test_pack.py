@@ -190,7 +190,7 @@ def test_reading_a_folder_dataset_as_a_pack_is_a_clear_error(tiny_config, tmp_pa
     config = _packed_config(tiny_config, Path(tiny_config.data.root))
     with pytest.raises(DatasetError, match="not a dataset written by signlang_jax.data.pack "
                        r"\(no signlang_pack/1.0.0/dataset_info.json; it looks like a folder "
-                       "dataset: use --config.data.format=folder"):
+                       "dataset: set data.format=folder"):
         make_dataset(config, "train")
     config.data.root = str(tmp_path / "missing")
     with pytest.raises(DatasetError, match="missing: is not a directory"):

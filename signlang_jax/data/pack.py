@@ -105,7 +105,7 @@ def find_pack(root: str | os.PathLike) -> Path:
     for candidate in (root / BUILDER_NAME / DATASET_VERSION, root):
         if (candidate / "dataset_info.json").is_file():
             return candidate
-    hint = ("; it looks like a folder dataset: use --config.data.format=folder"
+    hint = ("; it looks like a folder dataset: set data.format=folder"
             if (root / "labels").is_dir() else "; write one with python -m " + FORMAT)
     raise _not_a_pack(root, f"no {BUILDER_NAME}/{DATASET_VERSION}/dataset_info.json{hint}")
 
