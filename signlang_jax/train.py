@@ -193,10 +193,11 @@ def check_replicas_agree(state: nnx.State) -> None:
         return
     from jax.experimental import multihost_utils
 
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    names = [jax.tree_util.keystr(k) for k, x in leaves if jnp.issubdtype(x.dtype, jnp.floating)]
-    local = np.asarray([np.asarray(x.addressable_data(0), np.float64).sum()
-                        for _, x in leaves if jnp.issubdtype(x.dtype, jnp.floating)])
+    floats = [(jax.tree_util.keystr(path), x)
+              for path, x in jax.tree_util.tree_flatten_with_path(state)[0]
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    names = [name for name, _ in floats]
+    local = np.asarray([np.asarray(x.addressable_data(0), np.float64).sum() for _, x in floats])
     # Sent as int32 pairs: JAX would round float64 to float32 (x64 is off) and hide small drifts.
     everyone = np.asarray(multihost_utils.process_allgather(local.view(np.int32)))
     everyone = everyone.reshape(len(everyone), -1, 2)  # (processes, arrays, 2 words)

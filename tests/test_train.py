@@ -256,6 +256,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _outputs_of_successful(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Wait for every process of a multi-process job; assert each exited 0; their outputs."""
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=timeout)[0])
+        finally:
+            proc.kill()
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out
+    return outputs
+
+
 def test_two_processes_match_one_process_on_the_same_global_batch(train_config, tmp_path):
     """jax.distributed with 2 CPU processes (gloo): the collectively written checkpoint equals a
     single process trained on the same global batches (each = process 0's + process 1's shard).
@@ -267,16 +280,9 @@ def test_two_processes_match_one_process_on_the_same_global_batch(train_config, 
              f"--config.distributed.coordinator=127.0.0.1:{_free_port()}",
              "--config.distributed.num_processes=2", "--config.distributed.timeout=120"]
     workdir = tmp_path / "two"
-    procs = [_run_main(workdir, Path(train_config.data.root), *flags,
-                       f"--config.distributed.process_id={i}", wait=False) for i in range(2)]
-    outputs = []
-    for proc in procs:
-        try:
-            outputs.append(proc.communicate(timeout=400)[0])
-        finally:
-            proc.kill()
-    for proc, out in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, out
+    outputs = _outputs_of_successful([
+        _run_main(workdir, Path(train_config.data.root), *flags,
+                  f"--config.distributed.process_id={i}", wait=False) for i in range(2)], 400)
     # Both processes report the same global validation metrics.
     finals = [next(line for line in out.splitlines() if line.startswith("final "))
               for out in outputs]
@@ -324,17 +330,11 @@ except t.TrainingError as e:
 def test_replica_check_catches_a_drift_between_processes(tmp_path):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", REPLICA_SCRIPT, str(port), str(i)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outputs = []
-    for proc in procs:
-        try:
-            outputs.append(proc.communicate(timeout=200)[0])
-        finally:
-            proc.kill()
-    for proc, out in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, out
+    outputs = _outputs_of_successful([
+        subprocess.Popen([sys.executable, "-c", REPLICA_SCRIPT, str(port), str(i)], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)], 200)
+    for out in outputs:
         assert "REFUSED the 2 processes hold different model states (1 arrays differ, " \
                "e.g. ['w'])" in out, out
 

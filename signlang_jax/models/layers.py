@@ -368,12 +368,12 @@ def _max_pool_fwd(x: jax.Array, window: int, stride: int, padding: int
     views = _pool_views(x, window, stride, padding)
     best, argmax = views[0], jnp.zeros(views[0].shape, jnp.int8)
     for t, view in enumerate(views[1:], start=1):
-        greater = view > best  # strict: ties keep the earlier element
+        # Strict: ties keep the earlier element. A NaN wins and then stays (NaN > v is False),
+        # so `best` equals max_pool's jnp.maximum chain, NaNs included, as in torch.
+        greater = (view > best) | jnp.isnan(view)
         best = jnp.where(greater, view, best)
         argmax = jnp.where(greater, jnp.int8(t), argmax)
-    # NaN propagates like torch's; int8 indices keep the residual a quarter of the output.
-    out = functools.reduce(jnp.maximum, views)
-    return out, (argmax, x.shape)
+    return best, (argmax, x.shape)  # int8 indices: the residual is a quarter of the output
 
 
 def _max_pool_bwd(window: int, stride: int, padding: int,
