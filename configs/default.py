@@ -74,6 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
     optim.step_factor = 0.1  # step schedule: lr multiplier at each boundary
     optim.grad_clip = 1.0  # global-norm clipping (0 = off)
     optim.accumulate_steps = 1  # gradient accumulation (optax.MultiSteps) for small GPUs
+    # A step whose loss or gradients are not finite is skipped (state unchanged); this many
+    # skipped steps in a row stop training.
+    optim.max_skipped_steps = 5
 
     config.train = train = ml_collections.ConfigDict()
     train.batch_size = 16  # global batch size (split over processes and devices)
@@ -82,7 +85,13 @@ def get_config() -> ml_collections.ConfigDict:
     train.log_every_steps = 50
     train.eval_every_steps = 1000  # validation on the val split (and at the last step)
     train.checkpoint_every_steps = 1000  # also after every validation
-    train.keep_checkpoints = 3  # latest kept, plus the best by val PCK@0.1
+    train.keep_checkpoints = 3  # latest kept, plus the best by train.best_metric
+    # Validation metric that picks the "best" checkpoint (docs/ARCHITECTURE.md): hand PCK with
+    # each hand's own box responds to hand precision; val/pck@0.1 is whole-body PCK.
+    train.best_metric = "val/hand_pck@0.2"
+    # Resuming on a dataset, batch size or worker count other than the checkpoint's: "refuse",
+    # or "restart_epoch" (keep step and model, start a new data order).
+    train.on_data_change = "refuse"
     train.num_val_images = 4  # val predictions drawn into TensorBoard
 
     # Multi-host data parallelism on jax.distributed (docs/SCALING.md). One process per host (or

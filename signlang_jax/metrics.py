@@ -39,8 +39,23 @@ def pck_counts(pred_xy: np.ndarray, gt: np.ndarray, bbox: np.ndarray, threshold:
     visible = gt[..., 2] > 0
     if mask is not None:
         visible &= np.asarray(mask, bool)[:, None]
+    # As MMPose: a sample whose box has no extent cannot normalise a distance; leave it out.
+    visible &= (np.maximum(bbox[:, 2], bbox[:, 3]) > 0)[:, None]
     correct = (normalized_distances(pred_xy, gt, bbox) < threshold) & visible
     return correct.sum(0).astype(np.int64), visible.sum(0).astype(np.int64)
+
+
+def part_pck_counts(pred_xy: np.ndarray, gt: np.ndarray, indices: Sequence[int],
+                    threshold: float, mask: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """PCK counts (len(indices),) of one part normalised by the part's OWN box.
+
+    The hand benchmarks' convention (PCK@0.2 of the hand box): the box is the tight box of the
+    visible ground-truth points of the part (`part_boxes`); samples with fewer than two visible
+    points of the part have no box and are left out.
+    """
+    idx = list(indices)
+    return pck_counts(pred_xy[:, idx], gt[:, idx], part_boxes(gt, idx), threshold, mask)
 
 
 def pck_summary(correct: np.ndarray, total: np.ndarray) -> dict[str, float]:
