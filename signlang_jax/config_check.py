@@ -1,0 +1,465 @@
+"""Config checks at the start of training, and the config history of a workdir.
+
+`validate_config` checks every field of `configs/default.py` before anything is built, so a typo
+costs a second instead of a compile (or a crash an hour in): it collects every problem and raises
+one `ConfigError` with a line per bad field, written as the override flag that fixes it, e.g.
+`--config.train.batch_size=6: must be divisible by the 4 devices`. Fields a config adds beyond the
+default are not checked (experiments may carry notes). ml_collections already refuses most type
+changes on the command line, but lets None, bools for ints and the elements of tuples through, and
+a config file may build a field from scratch, so types are checked here too.
+
+Each start of a run records its config (`record_config`): `WORKDIR/config.json` is the current
+one (inference reads it) and `WORKDIR/config_history/NNN-stepS.json` keeps every start's. On a
+resume `config_differences` splits the changes since the checkpoint's config into architecture
+changes (the checkpoint cannot be loaded) and others (the run continues, with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import ml_collections
+
+from signlang_jax.data.pipeline import FORMATS
+from signlang_jax.errors import ConfigError
+from signlang_jax.keypoints import NUM_KEYPOINTS
+from signlang_jax.models import BACKBONES, DTYPES
+from signlang_jax.models.layers import DECONV_IMPLS, DECONV_PADDING
+from signlang_jax.validation import METRIC_NAMES
+
+# Enums the trainer dispatches on (train.py's make_optimizer / make_schedule).
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+DATA_CHANGE_POLICIES = ("refuse", "restart_epoch")
+FINAL_KERNELS = (1, 3)  # models/head.py: 1x1 or 3x3 (padding 1) keep the heatmap size
+BACKBONE_STRIDE = 32  # every backbone in BACKBONES (ResNets and MobileNetV3-Small)
+MAX_DECONV_LAYERS = 5
+
+# Config fields that change parameter shapes or the meaning of the outputs: a workdir trained with
+# other values cannot be resumed.
+ARCHITECTURE_FIELDS = (
+    "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
+    "model.deconv_filters", "model.deconv_kernel", "model.final_kernel", "model.heatmap_size",
+    "data.image_size",
+)  # fmt: skip
+# Fields that differ between the processes of one job or between restarts of it without changing
+# what the run computes: never reported as differences.
+IGNORED_DIFFERENCES = ("distributed.coordinator", "distributed.process_id", "distributed.timeout")
+
+CONFIG_FILE = "config.json"
+HISTORY_DIR = "config_history"
+_HISTORY_NAME = re.compile(r"(\d+)-step(\d+)\.json")
+
+# A check takes a field's value and returns the broken rule ("must be ...") or None.
+Check = Callable[[object], str | None]
+
+
+# ----------------------------------------------------------------------------- field checks
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _got(value: object) -> str:
+    """Suffix naming a wrong type or a non-finite number, '' for a finite number."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return "" if math.isfinite(value) else " (not inf or nan)"
+    return _type(value)
+
+
+def _type(value: object) -> str:
+    return f" (got {type(value).__name__})"
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Check:
+    """Check: an int (not a bool) in [minimum, maximum] (either bound optional)."""
+    if minimum is not None and maximum is not None:
+        rule = f"must be an integer in {minimum}..{maximum}"
+    else:
+        rule = {None: "must be an integer", 0: "must be an integer >= 0",
+                1: "must be a positive integer"}[minimum]
+
+    def check(value: object) -> str | None:
+        if not _is_int(value):
+            return rule + _got(value)
+        too_small = minimum is not None and value < minimum
+        too_large = maximum is not None and value > maximum
+        return rule if too_small or too_large else None
+
+    return check
+
+
+def _number(rule: str, accept: Callable[[float], bool]) -> Check:
+    """Check: a finite int or float (not a bool) for which `accept` holds; `rule` says which."""
+
+    def check(value: object) -> str | None:
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value):
+            return "must be a number" + rule + _got(value)
+        return None if accept(value) else "must be a number" + rule
+
+    return check
+
+
+POSITIVE = _number(" > 0", lambda v: v > 0)
+NON_NEGATIVE = _number(" >= 0", lambda v: v >= 0)
+FRACTION = _number(" in [0, 1]", lambda v: 0 <= v <= 1)
+FRACTION_BELOW_1 = _number(" in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _one_of(choices: Sequence[object]) -> Check:
+    """Check: one of `choices` (same type too: True is not the kernel size 1)."""
+    rule = "must be one of " + ", ".join(repr(c) for c in choices)
+
+    def check(value: object) -> str | None:
+        ok = any(type(value) is type(c) and value == c for c in choices)
+        return None if ok else rule
+
+    return check
+
+
+def _keypoint_count(value: object) -> str | None:
+    ok = _is_int(value) and value == NUM_KEYPOINTS
+    return None if ok else f"must be {NUM_KEYPOINTS}, the keypoint schema's size (keypoints.py)"
+
+
+def _string(value: object) -> str | None:
+    return None if isinstance(value, str) else "must be a string" + _type(value)
+
+
+def _boolean(value: object) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False" + _type(value)
+
+
+def _boundaries(value: object) -> str | None:
+    """Check: step-schedule boundaries, increasing fractions of training in (0, 1)."""
+    rule = "must be increasing fractions in (0, 1), e.g. (0.7, 0.9)"
+    if not isinstance(value, (list, tuple)):
+        return rule + _type(value)
+    numbers_ok = all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 < b < 1
+                     for b in value)
+    increasing = all(a < b for a, b in zip(value, value[1:], strict=False))
+    return None if numbers_ok and increasing else rule
+
+
+def _coordinator(value: object) -> str | None:
+    if not isinstance(value, str):
+        return "must be HOST:PORT or empty" + _type(value)
+    return None if value == "" or re.fullmatch(r"\S+:\d+", value) else "must be HOST:PORT or empty"
+
+
+POSITIVE_INT = _integer(1)
+NON_NEGATIVE_INT = _integer(0)
+
+# Every field of configs/default.py and its own rule; rules across fields are in _cross_checks.
+FIELD_CHECKS: dict[str, Check] = {
+    "seed": _integer(),
+    "data.root": _string,
+    "data.format": _one_of(FORMATS),
+    "data.images_dir": _string,
+    "data.labels_dir": _string,
+    "data.image_size": POSITIVE_INT,
+    "data.val_fraction": FRACTION_BELOW_1,
+    "data.num_workers": NON_NEGATIVE_INT,
+    "data.worker_buffer_size": POSITIVE_INT,
+    "data.read_threads": NON_NEGATIVE_INT,
+    "data.skip_invalid": _boolean,
+    "data.decode_check": _boolean,
+    "data.synthetic_num": NON_NEGATIVE_INT,
+    "data.synthetic_size": POSITIVE_INT,
+    "data.synthetic_seed": _integer(),
+    "augment.flip_prob": FRACTION,
+    "augment.scale_min": POSITIVE,
+    "augment.scale_max": POSITIVE,
+    "augment.rotation_prob": FRACTION,
+    "augment.rotation_deg": NON_NEGATIVE,
+    "augment.shift_frac": FRACTION,
+    "augment.color_prob": FRACTION,
+    "augment.brightness": FRACTION,
+    "augment.contrast": FRACTION,
+    "augment.saturation": FRACTION,
+    "augment.hue_deg": NON_NEGATIVE,
+    "augment.blur_prob": FRACTION,
+    "augment.blur_sigma_max": NON_NEGATIVE,
+    "model.name": _one_of(tuple(BACKBONES)),
+    "model.width": POSITIVE_INT,
+    "model.num_keypoints": _keypoint_count,
+    "model.deconv_layers": _integer(1, MAX_DECONV_LAYERS),
+    "model.deconv_filters": POSITIVE_INT,
+    "model.deconv_kernel": _one_of(tuple(sorted(DECONV_PADDING))),
+    "model.final_kernel": _one_of(FINAL_KERNELS),
+    "model.heatmap_size": POSITIVE_INT,
+    "model.sigma": POSITIVE,
+    "model.dtype": _one_of(("auto", *DTYPES)),
+    "model.deconv_impl": _one_of(("auto", *DECONV_IMPLS)),
+    "model.pretrained_backbone": _string,
+    "optim.name": _one_of(OPTIMIZERS),
+    "optim.lr": POSITIVE,
+    "optim.b1": FRACTION_BELOW_1,
+    "optim.b2": FRACTION_BELOW_1,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.schedule": _one_of(SCHEDULES),
+    "optim.warmup_steps": NON_NEGATIVE_INT,
+    "optim.final_lr_fraction": FRACTION,
+    "optim.step_boundaries": _boundaries,
+    "optim.step_factor": FRACTION,
+    "optim.grad_clip": NON_NEGATIVE,
+    "optim.accumulate_steps": POSITIVE_INT,
+    "optim.max_skipped_steps": NON_NEGATIVE_INT,
+    "train.batch_size": POSITIVE_INT,
+    "train.epochs": NON_NEGATIVE_INT,  # >= 1 unless num_steps > 0: see _cross_checks
+    "train.num_steps": NON_NEGATIVE_INT,
+    "train.log_every_steps": POSITIVE_INT,
+    "train.eval_every_steps": POSITIVE_INT,
+    "train.checkpoint_every_steps": POSITIVE_INT,
+    "train.keep_checkpoints": POSITIVE_INT,
+    "train.best_metric": _one_of(METRIC_NAMES),
+    "train.on_data_change": _one_of(DATA_CHANGE_POLICIES),
+    "train.num_val_images": NON_NEGATIVE_INT,
+    "distributed.coordinator": _coordinator,
+    "distributed.num_processes": POSITIVE_INT,
+    "distributed.process_id": NON_NEGATIVE_INT,
+    "distributed.auto": _boolean,
+    "distributed.timeout": POSITIVE_INT,
+}
+
+_MISSING = object()
+
+
+def _lookup(config: object, field: str) -> tuple[object, str | None]:
+    """(value, None) of a dotted field, or (_MISSING, the first missing prefix)."""
+    node = config
+    parts = field.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, (Mapping, ml_collections.ConfigDict)) or part not in node:
+            return _MISSING, ".".join(parts[: i + 1])
+        node = node[part]
+    return node, None
+
+
+def _flag(field: str, value: object) -> str:
+    """How the user sets `field`: --config.FIELD=VALUE (strings quoted, so '' is visible)."""
+    return f"--config.{field}={value!r}"
+
+
+def _cross_checks(values: dict[str, object], device_count: int, process_count: int
+                  ) -> list[str]:
+    """Rules between fields, on fields that passed their own check (`values`)."""
+    problems = []
+    batch = values.get("train.batch_size")
+    if batch is not None:
+        if batch % device_count:
+            problems.append(f"{_flag('train.batch_size', batch)}: must be divisible by the "
+                            f"{device_count} devices")
+        if batch % process_count:
+            problems.append(f"{_flag('train.batch_size', batch)}: must be divisible by the "
+                            f"{process_count} processes")
+    epochs, steps = values.get("train.epochs"), values.get("train.num_steps")
+    if epochs == 0 and steps == 0:
+        problems.append(f"{_flag('train.epochs', epochs)}: must be a positive integer when "
+                        "train.num_steps=0")
+    scale_min, scale_max = values.get("augment.scale_min"), values.get("augment.scale_max")
+    if scale_min is not None and scale_max is not None and scale_min > scale_max:
+        problems.append(f"{_flag('augment.scale_min', scale_min)}: must be <= "
+                        f"augment.scale_max={scale_max!r}")
+    size = values.get("data.image_size")
+    if size is not None and size % BACKBONE_STRIDE:
+        problems.append(f"{_flag('data.image_size', size)}: must be divisible by "
+                        f"{BACKBONE_STRIDE} (the backbone's output stride)")
+    elif size is not None:
+        layers, heatmap = values.get("model.deconv_layers"), values.get("model.heatmap_size")
+        if layers is not None and heatmap is not None:
+            expected = size // BACKBONE_STRIDE * 2**layers
+            if heatmap != expected:
+                problems.append(
+                    f"{_flag('model.heatmap_size', heatmap)}: must be {expected}, the model's "
+                    f"output size for data.image_size={size} and model.deconv_layers={layers} "
+                    f"(image_size / {BACKBONE_STRIDE} * 2 ** deconv_layers)")
+    problems += _distributed_checks(values)
+    return problems
+
+
+def _distributed_checks(values: dict[str, object]) -> list[str]:
+    """A multi-process job needs a coordinator (or auto) and a process id below the count."""
+    count, rank = values.get("distributed.num_processes"), values.get("distributed.process_id")
+    coordinator, auto = values.get("distributed.coordinator"), values.get("distributed.auto")
+    problems = []
+    if count is not None and rank is not None and rank >= count:
+        problems.append(f"{_flag('distributed.process_id', rank)}: must be in 0..{count - 1} "
+                        f"(distributed.num_processes={count})")
+    if coordinator == "" and auto is False and (count not in (None, 1) or rank not in (None, 0)):
+        problems.append(f"{_flag('distributed.coordinator', coordinator)}: must be HOST:PORT "
+                        f"of process 0 when distributed.num_processes={count} and "
+                        f"distributed.process_id={rank} (or set --config.distributed.auto=True)")
+    return problems
+
+
+def config_problems(config: ml_collections.ConfigDict, device_count: int,
+                    process_count: int = 1) -> list[str]:
+    """Every broken rule of `config`, one '--config.FIELD=VALUE: must be ...' line each."""
+    problems, missing, values = [], [], {}
+    for field, check in FIELD_CHECKS.items():
+        value, absent = _lookup(config, field)
+        if absent is not None:
+            if absent not in missing:
+                missing.append(absent)
+                problems.append(f"--config.{absent}: missing (configs/default.py lists every "
+                                "field; start your config from it)")
+            continue
+        broken = check(value)
+        if broken is None:
+            values[field] = value
+        else:
+            problems.append(f"{_flag(field, value)}: {broken}")
+    return problems + _cross_checks(values, device_count, process_count)
+
+
+def validate_config(config: ml_collections.ConfigDict, device_count: int,
+                    process_count: int = 1) -> None:
+    """Raise `ConfigError` listing every invalid field of `config` (no JAX device is touched)."""
+    problems = config_problems(config, device_count, process_count)
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ConfigError(f"the config has {len(problems)} {noun}; fix them on the command line "
+                          "or in the config file:\n  " + "\n  ".join(problems))
+
+
+# ----------------------------------------------------------------------------- differences
+
+
+def _leaves(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested dict -> {dotted field: value}; lists become tuples (JSON has no tuples)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_leaves(value, name + "."))
+        else:
+            out[name] = _freeze(value)
+    return out
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _as_dict(config: Mapping | ml_collections.ConfigDict) -> Mapping:
+    return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+
+
+def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """(architecture differences, other differences) from a checkpoint's config to this one.
+
+    Both are nested dicts (config.to_dict() or config.json); every leaf is compared, lists equal
+    tuples. Lines read `model.name: checkpoint 'resnet18', this config 'resnet34'`, sorted by
+    field; a field on one side only is an other difference (older versions lacked new fields).
+    """
+    old, new = _leaves(_as_dict(saved)), _leaves(_as_dict(current))
+    architecture, other = [], []
+    for field in sorted(old.keys() | new.keys()):
+        if field in IGNORED_DIFFERENCES:
+            continue
+        before = repr(old[field]) if field in old else "(absent)"
+        after = repr(new[field]) if field in new else "(absent)"
+        if field in old and field in new and old[field] == new[field]:
+            continue
+        line = f"{field}: checkpoint {before}, this config {after}"
+        if field in ARCHITECTURE_FIELDS and field in old and field in new:
+            architecture.append(line)
+        else:
+            other.append(line)
+    return architecture, other
+
+
+def format_config_warnings(other: list[str], source: str) -> str:
+    """The warning printed on a resume with changed non-architecture fields ('' if none)."""
+    if not other:
+        return ""
+    noun = "field" if len(other) == 1 else "fields"
+    return (f"WARNING {source}: this config differs from the checkpoint's in {len(other)} "
+            f"{noun}; the run continues with this config:\n  " + "\n  ".join(other))
+
+
+# ----------------------------------------------------------------------------- history
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: a crash leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def history_files(workdir: Path) -> list[Path]:
+    """WORKDIR/config_history/NNN-stepS.json files, oldest start first ([] if none)."""
+    history = Path(workdir) / HISTORY_DIR
+    if not history.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in history.iterdir()
+             if (m := _HISTORY_NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _next_start(workdir: Path) -> int:
+    """The number of this start: one past the highest NNN in the history (0 for the first)."""
+    files = history_files(workdir)
+    return int(_HISTORY_NAME.fullmatch(files[-1].name).group(1)) + 1 if files else 0
+
+
+def record_config(workdir: Path, config: ml_collections.ConfigDict, step: int) -> Path:
+    """Write this start's config to WORKDIR/config.json and a new config_history/NNN-stepS.json.
+
+    History files are never overwritten (exclusive create); returns the history file's path. Call
+    it from one process only.
+    """
+    workdir = Path(workdir)
+    history = workdir / HISTORY_DIR
+    history.mkdir(parents=True, exist_ok=True)
+    text = config.to_json_best_effort(indent=2) + "\n"
+    start = _next_start(workdir)
+    while True:
+        path = history / f"{start:03d}-step{step}.json"
+        try:
+            with path.open("x") as f:  # "x": a file another start just wrote is kept
+                f.write(text)
+            break
+        except FileExistsError:
+            start += 1
+    _write_atomic(workdir / CONFIG_FILE, text)
+    return path
+
+
+def load_previous_config(workdir: Path) -> dict | None:
+    """WORKDIR/config.json as a dict, None if there is none; `ConfigError` if it is corrupt."""
+    path = Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        saved, reason = None, f"is not valid JSON ({e})"
+    else:
+        reason = f"holds a {type(saved).__name__}, not a config object"
+    if isinstance(saved, dict):
+        return saved
+    kept = history_files(workdir)
+    fix = (f"copy the last start's config over it: cp {kept[-1]} {path}" if kept
+           else "restore it from a copy of the config this run was started with")
+    raise ConfigError(f"{path} {reason}; {fix}")
