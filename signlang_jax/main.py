@@ -1,7 +1,9 @@
-"""`python -m signlang_jax.main --config configs/default.py --workdir runs/x`: train a model.
+"""`python -m signlang_jax.main --config configs/default.py [--workdir runs/x]`: train a model.
 
-Running the same command again resumes from the latest checkpoint in the workdir. Any config
-field can be overridden: --config.train.batch_size=8 --config.data.root=DIR.
+The workdir defaults to runs/<config file stem> (runs/default here). Running the same command
+again resumes from the workdir's latest checkpoint; --resume RUN[:best|:latest|:STEP] seeds a
+workdir that has none yet. Any config field can be overridden: --config.train.batch_size=8
+--config.data.root=DIR.
 
 Multi-host: run the same command in every process with --config.distributed.coordinator=HOST:PORT
 --config.distributed.num_processes=P --config.distributed.process_id=I (see docs/SCALING.md).
@@ -41,13 +43,20 @@ def config_help(path: Path = DEFAULT_CONFIG) -> str:
 
 __doc__ = f"{__doc__}\n{config_help()}\n"
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and config.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, logs and config (default: runs/<config stem>).")
 _RESUME = flags.DEFINE_string(
-    "resume", None, "Resume from this checkpoint instead of the workdir's latest: a workdir, its "
-    "checkpoints/ folder or a step folder (checkpoints/1000).")
+    "resume", None, "Start a NEW workdir from another run's checkpoint: RUN, RUN:best, "
+    "RUN:latest, RUN:STEP or a step folder (RUN/checkpoints/1000). Ignored (with a message) "
+    "when the workdir already has checkpoints: it then continues from its own latest.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training configuration file (e.g. configs/default.py).", lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
+
+
+def default_workdir(config_file: str) -> str:
+    """runs/<config file stem>: where a run goes when --workdir is not given."""
+    return str(Path("runs") / Path(config_file.split(":")[0]).stem)
 
 
 def main(argv: list[str]) -> None:
@@ -55,13 +64,24 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's and orbax's INFO lines off the console
 
+    from signlang_jax.compile_cache import enable_compilation_cache
     from signlang_jax.data.dataset import DatasetError
-    from signlang_jax.train import TrainingError, initialize_distributed, train_and_evaluate
+    from signlang_jax.data.pipeline import DataChangedError
+    from signlang_jax.distributed import initialize_distributed
+    from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
+    from signlang_jax.train import train_and_evaluate
 
+    workdir = _WORKDIR.value
+    if workdir is None:
+        workdir = default_workdir(flags.FLAGS["config"].config_filename)
+        print(f"workdir: {workdir} (set --workdir to choose another)", file=sys.stderr)
+    enable_compilation_cache()
     try:
         initialize_distributed(_CONFIG.value.distributed)  # before anything touches a device
-        metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME.value)
-    except (DatasetError, TrainingError, ValueError) as e:
+        metrics = train_and_evaluate(_CONFIG.value, workdir, _RESUME.value)
+    except (DatasetError, DataChangedError, TrainingError, ConfigError, CheckpointError) as e:
+        # The project's own errors carry a message for the user; anything else is a bug and
+        # keeps its traceback.
         print(f"ERROR {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if metrics:

@@ -59,9 +59,17 @@ class SampleSource:
         self._keypoints = np.stack([s.keypoints for s in samples]) if samples else np.zeros(
             (0, 64, 3), np.float32)
         self._bboxes = np.stack([s.bbox for s in samples]) if samples else np.zeros((0, 4))
-        digest = hashlib.sha256(json.dumps(self._paths).encode())
+        # What the records are: file names and the labels' content (not the image pixels:
+        # hashing them would read the dataset; an edited image keeps its name and label).
+        digest = hashlib.sha256(json.dumps([os.path.basename(p) for p in self._paths]).encode())
         digest.update(self._keypoints.tobytes())
+        digest.update(np.asarray(self._bboxes, np.float32).tobytes())
         self._digest = digest.hexdigest()[:16]
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits identifying the records (file names, keypoints, boxes)."""
+        return self._digest
 
     def __len__(self) -> int:
         """Number of samples."""
@@ -101,6 +109,11 @@ class PackedSource:
     def __len__(self) -> int:
         """Number of samples."""
         return self._len
+
+    @property
+    def digest(self) -> str:
+        """The pack's digest of this split (written by `data.pack`)."""
+        return self._digest
 
     def __getitem__(self, index: int) -> dict:
         """The record of sample `index`: its encoded image, file name, keypoints and box."""
@@ -281,17 +294,35 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     return it_ds
 
 
-class BatchIterator:
-    """Iterator over a pipeline's batches whose checkpointable state records the worker count.
+class DataChangedError(ValueError):
+    """A saved data-iterator state does not fit this run's data; the message says what changed."""
 
-    `get_state()` returns JSON bytes (the form orbax's grain handler stores), `set_state()`
-    takes them back and refuses a state saved with another worker count, because grain's output
-    order depends on it and the resumed stream would silently differ.
+
+ON_DATA_CHANGE = ("refuse", "restart_epoch")  # config.train.on_data_change
+
+
+class BatchIterator:
+    """Iterator over a pipeline's batches whose checkpointable state says what it was cut from.
+
+    `get_state()` returns JSON bytes (the form orbax's grain handler stores): grain's position
+    plus a digest of the split's records, the global batch size and the worker count. A saved
+    position only means something for the same records, batch and workers (grain's order
+    depends on all three), so `set_state()` compares them: on a difference it raises
+    `DataChangedError` naming what changed, or, with `on_data_change="restart_epoch"`, keeps
+    the fresh position (a new data order from the start) and says why in `restarted`.
     """
 
-    def __init__(self, dataset: grain.IterDataset, num_workers: int) -> None:
+    def __init__(self, dataset: grain.IterDataset, num_workers: int, data_digest: str = "",
+                 batch_size: int = 0, on_data_change: str = "refuse") -> None:
+        if on_data_change not in ON_DATA_CHANGE:
+            raise ValueError(f"train.on_data_change={on_data_change!r}: expected one of "
+                             f"{ON_DATA_CHANGE}")
         self._iterator = iter(dataset)
         self.num_workers = num_workers
+        self.data_digest = data_digest
+        self.batch_size = batch_size
+        self.on_data_change = on_data_change
+        self.restarted = ""  # why a saved position was not used ("" = it was)
 
     def __iter__(self) -> BatchIterator:
         """Itself."""
@@ -302,21 +333,41 @@ class BatchIterator:
         return next(self._iterator)
 
     def get_state(self) -> bytes:
-        """The position in the stream, as JSON bytes."""
-        state = {"num_workers": self.num_workers, "grain": self._iterator.get_state()}
+        """The position in the stream and what it is a position in, as JSON bytes."""
+        state = {"num_workers": self.num_workers, "batch_size": self.batch_size,
+                 "data_digest": self.data_digest, "grain": self._iterator.get_state()}
         return json.dumps(state).encode()
 
     def set_state(self, state: bytes | str | dict) -> None:
-        """Continue from a state returned by `get_state`."""
+        """Continue from a state returned by `get_state` (see the class docstring)."""
         if isinstance(state, bytes | str):
             state = json.loads(state)
-        saved = state.get("num_workers")
-        if saved != self.num_workers:
-            raise ValueError(
-                f"the data iterator was saved with data.num_workers={saved} but this run uses "
-                f"{self.num_workers}; grain's sample order depends on the worker count, so "
-                f"resume with --config.data.num_workers={saved}")
-        self._iterator.set_state(state["grain"])
+        changes = self._changes(state)
+        if not changes:
+            self._iterator.set_state(state["grain"])
+            return
+        if self.on_data_change == "restart_epoch":
+            self.restarted = "; ".join(changes)
+            return
+        raise DataChangedError(
+            "the checkpoint's data position does not fit this run: " + "; ".join(changes)
+            + ". Resume with the checkpoint's settings, or pass "
+            "--config.train.on_data_change=restart_epoch to keep the step and model and start "
+            "a new data order (e.g. after adding data)")
+
+    def _changes(self, saved: dict) -> list[str]:
+        changes = []
+        if saved.get("num_workers") != self.num_workers:
+            changes.append(f"data.num_workers was {saved.get('num_workers')}, now "
+                           f"{self.num_workers} (grain's sample order depends on it: "
+                           f"--config.data.num_workers={saved.get('num_workers')} restores it)")
+        # States saved before these fields existed carry neither: nothing to compare.
+        if saved.get("batch_size", self.batch_size) != self.batch_size:
+            changes.append(f"train.batch_size was {saved['batch_size']}, now {self.batch_size}")
+        if saved.get("data_digest", self.data_digest) != self.data_digest:
+            changes.append(f"the training split changed (records digest {saved['data_digest']}, "
+                           f"now {self.data_digest}: images or labels added, removed or edited)")
+        return changes
 
     def start_prefetch(self) -> None:
         """Start the worker processes early (called by orbax after a restore)."""
@@ -345,4 +396,8 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, **kwargs: objec
     """`make_dataset(config, split, **kwargs)` as a checkpointable `BatchIterator`."""
     num_workers = kwargs.get("num_workers")
     num_workers = config.data.num_workers if num_workers is None else num_workers
-    return BatchIterator(make_dataset(config, split, **kwargs), int(num_workers))
+    source = kwargs.get("source")
+    digest = source.digest if source is not None else ""
+    return BatchIterator(make_dataset(config, split, **kwargs), int(num_workers), digest,
+                         int(kwargs.get("batch_size") or config.train.batch_size),
+                         config.train.get("on_data_change", "refuse"))
