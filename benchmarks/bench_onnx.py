@@ -43,7 +43,7 @@ def load_model(checkpoint: str | None) -> tuple[nnx.Module, object]:
         return loaded.model, loaded.config
     config = default.get_config()
     config.model.dtype = "float32"
-    model = create_model(train_lib.model_config(config), nnx.Rngs(jax.random.key(0, impl="rbg")))
+    model = create_model(config.model, nnx.Rngs(jax.random.key(0, impl="rbg")))
     model.eval()
     return model, config
 

@@ -249,7 +249,7 @@ def structure_differences(state_dir: Path, abstract_state: object, partial: bool
     Unreadable metadata is reported by the restore itself, not here.
     """
     try:
-        saved_tree = ocp.StandardCheckpointer().metadata(state_dir).item_metadata.tree
+        saved_tree = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
     except (ValueError, OSError, KeyError, AttributeError, TypeError):
         return []
     saved = {name: tuple(meta.shape) for name, meta in _named_leaves(saved_tree)}

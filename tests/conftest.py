@@ -90,3 +90,22 @@ def tiny_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     workdir = tmp_path_factory.mktemp("tiny_run")
     train_and_evaluate(config, workdir)
     return workdir
+
+
+def checkpoint_arrays(workdir: Path, config, step: int | None = None) -> dict:
+    """Every array of the training state saved at `step` (default: latest) of a workdir."""
+    import jax
+
+    from signlang_jax import checkpoints, train
+
+    _, state, _ = train.create_state(config, 10)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    manager = checkpoints.make_checkpoint_manager(Path(workdir) / "checkpoints", config,
+                                                  read_only=True)
+    try:
+        step = manager.latest_step() if step is None else step
+        restored = checkpoints.restore_checkpoint(manager, step, abstract, None)
+    finally:
+        manager.close()
+    flat = jax.tree_util.tree_flatten_with_path(restored)[0]
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}

@@ -24,6 +24,7 @@ from flax import nnx
 
 from interop import convert, to_onnx
 from interop.torch_model import TorchHeatmapModel
+from signlang_jax import checkpoints
 from signlang_jax.codec import decode_heatmaps
 from signlang_jax.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES
 from signlang_jax.models import create_model
@@ -240,7 +241,7 @@ def trained_workdir(synth_root, tmp_path_factory) -> Path:
     graphdef, state, _ = train.create_state(config, 1)
     model, optimizer = nnx.merge(graphdef, state)
     randomise(model, np.random.default_rng(2).random((8, 32, 32, 3), dtype=np.float32))
-    manager = train.make_checkpoint_manager(workdir / "checkpoints", config)
+    manager = checkpoints.make_checkpoint_manager(workdir / "checkpoints", config)
     manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(
         nnx.state((model, optimizer)))), force=True)
     manager.wait_until_finished()

@@ -17,20 +17,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from signlang_jax import checkpoints, distributed, optimizer, validation
 from signlang_jax import train as train_lib
 from signlang_jax.data.pipeline import SampleSource, load_split, make_dataset
-from tests.conftest import ROOT
+from tests.conftest import ROOT, checkpoint_arrays
 
-
-def _params(workdir: Path, config, step: int | None = None) -> dict:
-    """Flattened float arrays of the checkpoint at `step` (default latest) of a workdir."""
-    graphdef, state, _ = train_lib.create_state(config, 10)
-    manager = train_lib.make_checkpoint_manager(workdir / "checkpoints", config, read_only=True)
-    step = manager.latest_step() if step is None else step
-    restored = train_lib.restore_checkpoint(manager, step, train_lib._abstract(state), None)
-    manager.close()
-    flat = jax.tree_util.tree_flatten_with_path(restored)[0]
-    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+_params = checkpoint_arrays
 
 
 def _run_main(workdir: Path, data: Path, *extra: str, wait: bool = True
@@ -47,11 +39,11 @@ def _run_main(workdir: Path, data: Path, *extra: str, wait: bool = True
 def test_schedule_warmup_then_cosine(train_config):
     optim = train_config.optim
     optim.lr, optim.warmup_steps, optim.final_lr_fraction = 1.0, 4, 0.0
-    schedule = train_lib.make_schedule(optim, 12)
+    schedule = optimizer.make_schedule(optim, 12)
     np.testing.assert_allclose([float(schedule(s)) for s in (0, 2, 4, 8, 12)],
                                [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
     optim.schedule = "step"
-    schedule = train_lib.make_schedule(optim, 14)  # 10 decay steps: drops at 7 and 9 after warmup
+    schedule = optimizer.make_schedule(optim, 14)  # 10 decay steps: drops at 7 and 9 after warmup
     np.testing.assert_allclose([float(schedule(s)) for s in (5, 10, 11, 13)],
                                [1.0, 1.0, 0.1, 0.01], atol=1e-7)
 
@@ -76,7 +68,9 @@ def test_overfit_tiny_model_reaches_high_pck(train_config):
         state, metrics = trainer.train_step(state, placed)
         first = first if first is not None else float(metrics["loss"])
     assert float(metrics["loss"]) < 0.2 * first
-    metrics, _ = train_lib.evaluate(trainer, state, config, SampleSource(samples))
+    place = lambda b: train_lib.device_batch(b, trainer.batch_sharding)
+    metrics, _ = validation.validate(trainer.eval_step, place, state, config,
+                                     SampleSource(samples))
     assert metrics["val/pck@0.1"] > 0.9, metrics
 
 
@@ -308,7 +302,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(train_config, 
 REPLICA_SCRIPT = """
 import sys, jax, jax.numpy as jnp, numpy as np, ml_collections
 from jax.sharding import NamedSharding, PartitionSpec as P
-from signlang_jax import train as t
+from signlang_jax import distributed as t
 port, pid = sys.argv[1], int(sys.argv[2])
 t.initialize_distributed(ml_collections.ConfigDict({"coordinator": f"127.0.0.1:{port}",
     "num_processes": 2, "process_id": pid, "auto": False, "timeout": 60}))
@@ -358,7 +352,7 @@ def test_process_id_out_of_range_is_refused():
     dist = ml_collections.ConfigDict({"coordinator": "127.0.0.1:1234", "num_processes": 2,
                                       "process_id": 2, "auto": False, "timeout": 5})
     with pytest.raises(ValueError, match=r"distributed.process_id=2: must be in 0..1"):
-        train_lib.initialize_distributed(dist)
+        distributed.initialize_distributed(dist)
 
 
 def test_gradient_accumulation_updates_every_k_steps(train_config):
@@ -404,9 +398,10 @@ def test_resume_from_another_run(train_config, tiny_run, tmp_path, capsys):
 
 
 def test_checkpoints_record_val_metrics_for_best(tiny_run, train_config):
-    manager = train_lib.make_checkpoint_manager(tiny_run / "checkpoints", train_config,
-                                                read_only=True)
-    assert train_lib.BEST_METRIC in manager.metrics(4)  # saved after validation
+    manager = checkpoints.make_checkpoint_manager(tiny_run / "checkpoints", train_config,
+                                                  read_only=True)
+    metric = train_config.train.best_metric
+    assert metric in manager.metrics(4)  # saved after validation
     assert not manager.metrics(2)  # no validation at step 2
-    assert train_lib.best_step(manager) == 4
+    assert checkpoints.best_step(manager, metric) == 4
     manager.close()

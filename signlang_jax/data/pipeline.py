@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import grain
 import ml_collections
@@ -207,6 +208,15 @@ def load_split(data: ml_collections.ConfigDict, split: str) -> list[Sample]:
     if check_format(data) != "folder":
         raise ValueError(f"load_split reads folder datasets, but data.format={data.format!r}: "
                          "use load_records(config.data, split) for any format")
+    root = Path(data.root)
+    for folder, hint in ((root, "set --config.data.root=DIR to a dataset folder (images/, "
+                          "labels/), or render the built-in synthetic data with "
+                          "--config.data.synthetic_num=N"),
+                         (root / data.images_dir, "check --config.data.images_dir"),
+                         (root / data.labels_dir, "check --config.data.labels_dir")):
+        if not folder.is_dir():
+            raise DatasetError([Problem(str(folder), "", f"is not a directory: {hint}",
+                                        "missing_dir")])
     scan = scan_dataset(data.root, data.images_dir, data.labels_dir, decode=data.decode_check)
     if scan.problems:
         if not data.skip_invalid:
