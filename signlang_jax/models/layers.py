@@ -350,15 +350,59 @@ def _pool_views(x: jax.Array, window: int, stride: int, padding: int) -> list[ja
             for i in range(window) for j in range(window)]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -> jax.Array:
-    """torch's max_pool2d (square window, -inf padding) in NHWC.
+MAX_POOL_IMPLS = ("first_max", "reduce_window")
 
-    Why not `lax.reduce_window`: its gradient on XLA:CPU (a variadic reduce-window carrying
-    argmax indices, then select-and-scatter) took ~50 ms of a 270 ms demo step. Here the forward
-    is a running maximum over window*window strided views (one fused elementwise loop) and the
-    backward routes each output gradient to the FIRST maximal element of its window, as torch
-    does (jnp.max's own gradient would split it between ties, which are common after a ReLU).
+
+def resolve_max_pool_impl(name: str = "auto", backend: str | None = None) -> str:
+    """Map "auto" to "first_max" on CPU and "reduce_window" elsewhere (backend: default JAX's).
+
+    Same output either way. first_max exists for XLA:CPU's slow reduce-window gradient; GPUs
+    and TPUs run reduce_window natively (what flax's max_pool and torch on GPU use).
+    """
+    if name == "auto":
+        return "first_max" if (backend or jax.default_backend()) == "cpu" else "reduce_window"
+    if name not in MAX_POOL_IMPLS:
+        raise ValueError(f"max pool impl {name!r}: expected 'auto' or one of {MAX_POOL_IMPLS}")
+    return name
+
+
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1, *,
+             impl: str = "auto") -> jax.Array:
+    """torch's max_pool2d (square window, -inf padding) in NHWC: (N, H, W, C) -> (N, Ho, Wo, C).
+
+    impl: "auto" (resolve_max_pool_impl for the default backend, decided when traced),
+    "first_max" (max_pool_first_max) or "reduce_window" (max_pool_reduce_window).
+    """
+    if resolve_max_pool_impl(impl) == "first_max":
+        return max_pool_first_max(x, window, stride, padding)
+    return max_pool_reduce_window(x, window, stride, padding)
+
+
+def max_pool_reduce_window(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1
+                           ) -> jax.Array:
+    """max_pool as one `lax.reduce_window` max with -inf padding (flax's nnx.max_pool form).
+
+    Its gradient (XLA's select-and-scatter with a >= select) goes to the first maximal element
+    of each window in row-major order, torch's rule, on XLA:CPU (tests/test_maxpool.py). XLA
+    does not promise a scan order, so on other backends ties may route differently; tie-free
+    inputs get identical gradients everywhere.
+    """
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+        (1, stride, stride, 1), ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool_first_max(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1
+                       ) -> jax.Array:
+    """max_pool with a hand-written gradient to the first maximum of each window (CPU form).
+
+    Why not `lax.reduce_window` on CPU: its gradient on XLA:CPU (a variadic reduce-window
+    carrying argmax indices, then select-and-scatter) took ~50 ms of a 270 ms demo step. Here
+    the forward is a running maximum over window*window strided views (one fused elementwise
+    loop) and the backward routes each output gradient to the FIRST maximal element of its
+    window, as torch does (jnp.max's own gradient would split it between ties, which are
+    common after a ReLU).
     """
     return functools.reduce(jnp.maximum, _pool_views(x, window, stride, padding))
 
@@ -369,7 +413,7 @@ def _max_pool_fwd(x: jax.Array, window: int, stride: int, padding: int
     best, argmax = views[0], jnp.zeros(views[0].shape, jnp.int8)
     for t, view in enumerate(views[1:], start=1):
         # Strict: ties keep the earlier element. A NaN wins and then stays (NaN > v is False),
-        # so `best` equals max_pool's jnp.maximum chain, NaNs included, as in torch.
+        # so `best` equals the forward's jnp.maximum chain, NaNs included, as in torch.
         greater = (view > best) | jnp.isnan(view)
         best = jnp.where(greater, view, best)
         argmax = jnp.where(greater, jnp.int8(t), argmax)
@@ -396,4 +440,4 @@ def _max_pool_bwd(window: int, stride: int, padding: int,
     return (dx[:, padding:padding + h, padding:padding + w, :],)
 
 
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+max_pool_first_max.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -103,7 +103,7 @@ class ResNet(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalised image (N, H, W, 3) -> features (N, H / 32, W / 32, out_features)."""
         x = jax.nn.relu(self.bn1(self.conv1(x)))
-        x = max_pool(x, 3, 2, 1)  # torch's MaxPool2d(3, 2, 1), gradient to the first max
+        x = max_pool(x, 3, 2, 1)  # torch's MaxPool2d(3, 2, 1); the form suits the backend
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         return x
