@@ -2,53 +2,151 @@
 
 Reports PCK@0.05/0.1 (overall, per group, per keypoint), end-point error in original-image
 pixels, heatmap MSE per keypoint, mean OKS and COCO OKS AP/AR (pycocotools, our sigmas) for the
-whole body, each part at whole-body scale, and each hand with its own box. Writes metrics.json,
-a per-keypoint PCK bar chart and a grid of the worst predictions (ground truth white, prediction
-coloured) to --out.
+whole body, each part at whole-body scale, and each hand with its own box (OKS AP and
+PCK@0.2, the hand benchmarks' convention). Writes metrics.json, a per-keypoint PCK bar chart and
+a grid of the worst predictions (ground truth white, prediction coloured) to --out, by default
+WORKDIR/eval/step_<N>_<split>[_<data folder>] of the checkpoint's training workdir.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.machinery
+import importlib.util
 import json
 import math
 import sys
+import traceback
 from pathlib import Path
 
 import cv2
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
-from signlang_jax.data.dataset import DatasetError
+from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
 from signlang_jax.data.pipeline import (
+    FORMATS,
     PackedSource,
     SampleSource,
+    check_format,
     load_records,
-    make_dataset,
+    make_iterator,
     record_image,
 )
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
-from signlang_jax.inference import (
-    DECODERS,
-    Predictor,
-    add_checkpoint_arguments,
-    load_model,
-    to_original,
-)
+from signlang_jax.errors import ConfigError, TrainingError
+from signlang_jax.inference import DECODERS, Predictor, add_checkpoint_arguments, to_original
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, KEYPOINT_NAMES, group_of
 from signlang_jax.metrics import (
     coco_keypoint_ap,
     normalized_distances,
     oks,
     part_boxes,
+    part_pck_counts,
     pck_counts,
     pck_summary,
 )
-from signlang_jax.train import TrainingError
+from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
+from signlang_jax.validation import HAND_PCK_THRESHOLD, HANDS, hand_pck
 
 GROUP_NAMES = ("all", *GROUPS)
+HAND_PCK_NAME = f"hand_pck@{HAND_PCK_THRESHOLD}"
+# Problems of the user's files, flags or checkpoint: one ERROR line, no traceback.
+USER_ERRORS = (DatasetError, ConfigError, TrainingError, ValueError, OSError)
+
+
+def load_config_file(path: str | Path) -> ml_collections.ConfigDict:
+    """`get_config()` of a Python config file, as `signlang_jax.main --config FILE` loads it.
+
+    Raises `ConfigError` starting with the file's name for a missing file, an error inside it
+    (with its line), no `get_config()`, or one that does not return a ConfigDict.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such config file (expected a Python file with "
+                          "get_config(), e.g. configs/default.py)")
+    name = f"signlang_jax_evaluate_config_{file.stem}"
+    loader = importlib.machinery.SourceFileLoader(name, str(file))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+    try:
+        loader.exec_module(module)
+    except Exception as e:  # the user's code: whatever it raises is theirs to fix, not a bug here
+        raise _error_in(file, e) from None
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"{file}: defines no get_config() function")
+    try:
+        config = module.get_config()
+    except Exception as e:  # as above
+        raise _error_in(file, e) from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"{file}: get_config() returned {type(config).__name__}, expected an "
+                          "ml_collections.ConfigDict")
+    for section in ("data", "augment"):
+        if not isinstance(config.get(section), ml_collections.ConfigDict):
+            raise ConfigError(f"{file}: the config has no '{section}' section (evaluate takes "
+                              "data and augment fields from it)")
+    return config
+
+
+def _error_in(file: Path, error: Exception) -> ConfigError:
+    """`FILE (line N): Type: message` for an exception raised by the code of a config file."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if Path(f.filename).resolve() == file.resolve()]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    return ConfigError(f"{file}{where}: {type(error).__name__}: {error}")
+
+
+def override_config(config: ml_collections.ConfigDict, override: ml_collections.ConfigDict,
+                    file: str | Path) -> None:
+    """Replace `config`'s data and augment fields with `override`'s, except data.image_size.
+
+    The input size stays the checkpoint's: it is part of what the model was trained on, and a
+    config file's default would otherwise silently evaluate at another resolution.
+    """
+    data = override.data.to_dict()
+    data.pop("image_size", None)
+    try:
+        config.data.update(data)
+        config.augment.update(override.augment.to_dict())
+    except TypeError as e:
+        raise ConfigError(f"{file}: a data/augment field does not fit the checkpoint's config "
+                          f"({e})") from None
+
+
+def load_evaluated_checkpoint(spec: str, step: str | int | None) -> LoadedCheckpoint:
+    """The checkpoint `spec` names (as `inference.load_model`: best unless a step is given)."""
+    path, chosen = split_spec(spec, step)
+    if chosen is None and not path.name.isdigit():
+        chosen = "best"
+    return load_checkpoint(path, chosen)
+
+
+def load_eval_records(data: ml_collections.ConfigDict, split: str
+                      ) -> SampleSource | PackedSource:
+    """`load_records(data, split)`, with 'all' (every valid image) for folder datasets only."""
+    if split == ALL_SPLIT and check_format(data) != "folder":
+        raise ConfigError(f"--split {ALL_SPLIT}: {data.root} is a data.format={data.format} pack "
+                          f"with only the splits it was packed with; use --split train or val, "
+                          "or point --data-root at the image folder with --data-format folder")
+    return load_records(data, split)
+
+
+def default_out_dir(workdir: Path, step: int, split: str, data_root: str | Path,
+                    trained_root: str | Path) -> Path:
+    """WORKDIR/eval/step_<N>_<split>, plus _<data folder> when not the training dataset.
+
+    Outside checkpoints/ (orbax deletes step folders the keep policy drops) and one folder per
+    (step, split, dataset), so evaluating a held-out folder does not overwrite the val report.
+    """
+    name = f"step_{step}_{split}"
+    root = Path(data_root).resolve()
+    if root != Path(trained_root).resolve():
+        name += f"_{root.name}"
+    return workdir / "eval" / name
 
 
 def predict_split(predictor: Predictor, records: SampleSource | PackedSource, batch_size: int,
@@ -58,23 +156,31 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
     Returns pred (M, K, 3), gt (M, K, 3), bbox (M, 4), mse (M, K) heatmap MSE.
     """
     config = predictor.config
-    dataset = make_dataset(config, "val", source=records, batch_size=batch_size, shard_index=0,
-                           shard_count=1)
     out = {"pred": [], "gt": [], "bbox": [], "mse": []}
-    bar = tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr)
-    for batch in dataset:
-        keypoints, heatmaps = predictor.predict_batch(batch["image"])
-        targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,
-                                  heatmaps.shape[1], config.model.sigma)
-        mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
-        for i in np.flatnonzero(batch["mask"]):
-            record = records[int(batch["index"][i])]
-            out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
-            out["gt"].append(record["keypoints"])
-            out["bbox"].append(record["bbox"])
-            out["mse"].append(mse[i])
-        bar.update(int(batch["mask"].sum()))
-    bar.close()
+    try:
+        # Closing stops grain's worker processes on every exit, errors and Ctrl-C included.
+        with (make_iterator(config, "val", source=records, batch_size=batch_size,
+                            shard_index=0, shard_count=1) as batches,
+              tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
+            for batch in batches:
+                keypoints, heatmaps = predictor.predict_batch(batch["image"])
+                targets = render_heatmaps(jnp.asarray(batch["keypoints"]),
+                                          config.data.image_size, heatmaps.shape[1],
+                                          config.model.sigma)
+                mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
+                for i in np.flatnonzero(batch["mask"]):
+                    record = records[int(batch["index"][i])]
+                    out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
+                    out["gt"].append(record["keypoints"])
+                    out["bbox"].append(record["bbox"])
+                    out["mse"].append(mse[i])
+                bar.update(int(batch["mask"].sum()))
+    finally:
+        # grain's prefetch thread leaves the last batch (in shared memory) in a frame that its
+        # stored StopIteration's traceback keeps alive. Only the garbage collector frees such a
+        # cycle, and at interpreter exit it runs too late for grain to unlink the memory:
+        # Python then warns of leaked shared_memory objects.
+        gc.collect()
     return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -100,24 +206,36 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray,
     metrics["oks_ap"] = {"all": coco_keypoint_ap(pred, gt, bbox)}
     for group, indices in GROUPS.items():
         metrics["oks_ap"][group] = coco_keypoint_ap(pred, gt, bbox, indices)
-    for hand in ("left_hand", "right_hand"):
+    for hand in HANDS:
         metrics["oks_ap"][f"{hand}_own_box"] = coco_keypoint_ap(
             pred, gt, part_boxes(gt, GROUPS[hand]), GROUPS[hand])
+    # The same numbers as training's val/hand_pck@0.2 metrics (signlang_jax.validation).
+    summary = hand_pck({hand: part_pck_counts(pred, gt, GROUPS[hand], HAND_PCK_THRESHOLD)
+                        for hand in HANDS})
+    name = f"val/{HAND_PCK_NAME}"
+    metrics[HAND_PCK_NAME] = {**{hand: summary[f"{name}/{hand}"] for hand in HANDS},
+                              "hands": summary[name]}
     return metrics
+
+
+def _cell(value: float, width: int) -> str:
+    return f"{'' if math.isnan(value) else f'{value:.4f}':>{width}}"
 
 
 def format_table(metrics: dict) -> str:
     """The compact table the CLI prints."""
-    ap = metrics["oks_ap"]
+    ap, hand = metrics["oks_ap"], metrics[HAND_PCK_NAME]
+    own_pck = f"PCK@{HAND_PCK_THRESHOLD}"
     lines = [f"{'':11} {'PCK@0.05':>8} {'PCK@0.1':>8} {'EPE px':>7} {'OKS AP':>7} "
-             f"{'AP own box':>10}"]
+             f"{'own box: AP':>12} {own_pck:>8}"]
     for g in GROUP_NAMES:
         own = ap.get(f"{g}_own_box", {}).get("AP", math.nan)
         lines.append(f"{g:11} {metrics['pck@0.05'][g]:8.4f} {metrics['pck@0.1'][g]:8.4f} "
-                     f"{metrics['epe_px'][g]:7.2f} {ap[g]['AP']:7.4f} "
-                     f"{'' if math.isnan(own) else f'{own:.4f}':>10}")
+                     f"{metrics['epe_px'][g]:7.2f} {ap[g]['AP']:7.4f} {_cell(own, 12)} "
+                     f"{_cell(hand.get(g, math.nan), 8)}".rstrip())
     lines.append(f"images {metrics['num_images']}, mean OKS {metrics['oks_mean']:.4f}, "
-                 f"heatmap MSE {metrics['heatmap_mse']:.3e}")
+                 f"heatmap MSE {metrics['heatmap_mse']:.3e}, hands {own_pck} with their own "
+                 f"box {hand['hands']:.4f}")
     return "\n".join(lines)
 
 
@@ -173,62 +291,94 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
     parser.add_argument("--config", default=None,
-                        help="optional config file whose data/augment fields replace the "
-                        "checkpoint's (the architecture always comes from the checkpoint)")
+                        help="optional Python config file (get_config(), e.g. configs/default.py) "
+                        "whose data/augment fields replace the checkpoint's, e.g. "
+                        "data.num_workers; the architecture and data.image_size always come "
+                        "from the checkpoint")
     parser.add_argument("--data-root", default=None,
                         help="dataset folder (default: the one the model was trained on)")
+    parser.add_argument("--data-format", choices=FORMATS, default=None,
+                        help="format of --data-root (default: the training config's data.format)")
     parser.add_argument("--images-dir", default=None, help="image folder under the root")
     parser.add_argument("--labels-dir", default=None, help="label folder under the root")
-    parser.add_argument("--split", choices=("train", "val"), default="val")
+    parser.add_argument("--split", choices=(*SPLITS, ALL_SPLIT), default="val",
+                        help="val (default) or train: the split of the training run (split "
+                        "files or hash); all: every valid image of the folder, e.g. a separate "
+                        "held-out set (folder datasets only)")
     parser.add_argument("--flip-test", action="store_true",
                         help="average with the prediction on the mirrored image")
     parser.add_argument("--decoder", choices=DECODERS, default="argmax",
                         help="argmax + quarter-pixel shift (default) or DARK refinement")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--out", default=None, help="report folder (default: CHECKPOINT/eval)")
-    parser.add_argument("--worst", type=int, default=8, help="images in the worst-cases grid")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    parser.add_argument("--out", default=None,
+                        help="report folder (default: WORKDIR/eval/step_<N>_<split> of the "
+                        "checkpoint's training workdir, with _<data folder name> added when "
+                        "--data-root is not the training dataset)")
+    parser.add_argument("--worst", type=int, default=8,
+                        help="images in the worst-cases grid (0: no grid)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Evaluate; print the table; write the report; return the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        model, config, step = load_model(args.checkpoint, args.step)
-        if args.config:
-            from ml_collections import config_flags
+def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,
+                 result: dict[str, np.ndarray], worst: int) -> None:
+    """metrics.json, the per-keypoint PCK chart and (worst > 0) the worst-cases grid in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_rgb(str(out / "pck_per_keypoint.png"),
+              pck_bar_chart(metrics["pck@0.1_per_keypoint"],
+                            f"PCK@0.1 per keypoint, step {metrics['step']}"))
+    if worst > 0:
+        write_rgb(str(out / "worst.jpg"), worst_grid(records, result["pred"], result["gt"],
+                                                     result["bbox"], worst))
 
-            override = config_flags.load_config_file(args.config)
-            config.data.update(override.data)
-            config.augment.update(override.augment)
-        for field, value in (("root", args.data_root), ("images_dir", args.images_dir),
-                             ("labels_dir", args.labels_dir)):
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Evaluate as the parsed flags say; print the table; write the report; return the exit code."""
+    try:
+        loaded = load_evaluated_checkpoint(args.checkpoint, args.step)
+        config, step = loaded.config, loaded.step
+        trained_root = config.data.root
+        if args.config:
+            override_config(config, load_config_file(args.config), args.config)
+        for field, value in (("root", args.data_root), ("format", args.data_format),
+                             ("images_dir", args.images_dir), ("labels_dir", args.labels_dir)):
             if value is not None:
                 config.data[field] = value
         config.data.synthetic_num = 0
-        records = load_records(config.data, args.split)
-        predictor = Predictor(model, config, args.decoder, args.flip_test)
+        records = load_eval_records(config.data, args.split)
+        predictor = Predictor(loaded.model, config, args.decoder, args.flip_test)
         print(f"evaluating step {step} of {args.checkpoint} on {len(records)} {args.split} "
               f"images of {config.data.root} (decoder {args.decoder}, flip test "
               f"{'on' if args.flip_test else 'off'})", file=sys.stderr)
         result = predict_split(predictor, records, args.batch_size)
-    except (DatasetError, TrainingError, ValueError, OSError) as e:
+    except USER_ERRORS as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1
     metrics = compute_metrics(result["pred"], result["gt"], result["bbox"], result["mse"])
     metrics.update({"checkpoint": str(args.checkpoint), "step": step, "split": args.split,
-                    "decoder": args.decoder, "flip_test": args.flip_test})
+                    "data_root": str(config.data.root), "decoder": args.decoder,
+                    "flip_test": args.flip_test})
     print(format_table(metrics))
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_rgb(str(out / "pck_per_keypoint.png"),
-              pck_bar_chart(metrics["pck@0.1_per_keypoint"], f"PCK@0.1 per keypoint, step {step}"))
-    if args.worst > 0:
-        write_rgb(str(out / "worst.jpg"), worst_grid(records, result["pred"], result["gt"],
-                                                     result["bbox"], args.worst))
-    print(f"wrote {out}/metrics.json, pck_per_keypoint.png, worst.jpg")
+    out = Path(args.out) if args.out else default_out_dir(
+        loaded.directory.parent, step, args.split, config.data.root, trained_root)
+    try:
+        write_report(out, metrics, records, result, args.worst)
+    except OSError as e:
+        print(f"ERROR cannot write the report to {out}: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}/metrics.json, pck_per_keypoint.png"
+          + (", worst.jpg" if args.worst > 0 else ""))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; exit code 0, 1 for a user error, 130 when interrupted (Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return evaluate(args)
+    except KeyboardInterrupt:
+        print("interrupted: evaluation stopped before its report was complete", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from signlang_jax.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 SPLITS: tuple[str, ...] = ("train", "val")
+# Not a split of the folder but all of it (e.g. a separate held-out set); packs have no such split.
+ALL_SPLIT = "all"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,10 +384,13 @@ def split_samples(scan: ScanResult, split: str, val_fraction: float = 0.1,
     """The samples of `split` ('train' or 'val'), from `splits/<split>.txt` or the hash split.
 
     If only one split file exists the other split is everything else. Stems in a split file
-    that have no valid sample are errors when `strict`, else they are dropped.
+    that have no valid sample are errors when `strict`, else they are dropped. `ALL_SPLIT`
+    ('all') is every valid sample, whatever the split files and the hash say.
     """
+    if split == ALL_SPLIT:
+        return list(scan.samples)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(f"split must be one of {(*SPLITS, ALL_SPLIT)}, got {split!r}")
     files = {s: scan.root / "splits" / f"{s}.txt" for s in SPLITS}
     by_stem = {s.stem: s for s in scan.samples}
     listed: dict[str, list[str]] = {}
