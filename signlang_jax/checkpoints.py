@@ -19,6 +19,7 @@ removes it.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -296,14 +297,25 @@ def _first_line(error: BaseException) -> str:
 
 
 class _quiet_asyncio:  # noqa: N801 (used as a context manager like a function)
-    """Silence asyncio's 'Task exception was never retrieved' noise of a failed orbax read."""
+    """Keep a failed orbax read to our one-line message.
+
+    tensorstore's failed reads leave asyncio tasks whose exceptions nobody retrieves and
+    callbacks that hit an already closed event loop; Python prints both (with tracebacks) when
+    they are garbage collected, possibly much later. After a failure the asyncio logger is
+    silenced for the rest of the process and those closed-loop errors are dropped.
+    """
 
     def __enter__(self) -> None:
-        self._logger = logging.getLogger("asyncio")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.CRITICAL)
+        pass
 
-    def __exit__(self, *exc: object) -> None:
-        self._logger.setLevel(self._level)
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is None:
+            return
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        previous = sys.unraisablehook
 
-
+        def hook(unraisable: object) -> None:
+            if "Event loop is closed" not in str(getattr(unraisable, "exc_value", "")):
+                previous(unraisable)
+        sys.unraisablehook = hook
+        gc.collect()

@@ -132,6 +132,8 @@ def test_incompatible_config_refused(train_config, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_good_checkpoint(train_config, tmp_path, monkeypatch):
+    """NaN targets give a NaN loss: steps are skipped (BatchNorm statistics included), then the
+    run stops after optim.max_skipped_steps in a row; every checkpoint stays finite."""
     train_config.train.num_steps = 4
     train_lib.train_and_evaluate(train_config, tmp_path)
     before = _params(tmp_path, train_config)
@@ -141,12 +143,15 @@ def test_nan_loss_stops_and_keeps_good_checkpoint(train_config, tmp_path, monkey
 
     monkeypatch.setattr(train_lib, "render_heatmaps", poisoned)
     train_config.train.num_steps = 8
-    with pytest.raises(train_lib.TrainingError, match=r"loss became nan at step 5.*step 4"):
+    train_config.optim.max_skipped_steps = 2
+    with pytest.raises(train_lib.TrainingError,
+                       match=r"not finite for 3 steps in a row \(up to step 7.*step 6\)"):
         train_lib.train_and_evaluate(train_config, tmp_path)
-    after = _params(tmp_path, train_config)
-    for key in before:
-        np.testing.assert_array_equal(before[key], after[key])
-        assert np.isfinite(after[key]).all()
+    for step in (4, 6):  # step 6 was saved after two skipped steps: the state of step 4
+        after = _params(tmp_path, train_config, step)
+        for key in before:
+            np.testing.assert_array_equal(before[key], after[key])
+            assert np.isfinite(after[key]).all()
 
 
 SHARDED_SCRIPT = """

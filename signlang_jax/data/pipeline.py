@@ -25,6 +25,7 @@ resume with another count is refused.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -186,10 +187,15 @@ def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.nda
 
 
 def _init_worker(worker_index: int, worker_count: int) -> None:
+    import signal
+
     import cv2
 
     # One OpenCV thread per worker: the workers already use every core.
     cv2.setNumThreads(1)
+    # Ctrl-C reaches the whole process group: the main process shuts the workers down (and
+    # unlinks their shared memory); a worker dying on its own would print a traceback and leak.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_format(data: ml_collections.ConfigDict) -> str:
@@ -391,6 +397,9 @@ class BatchIterator:
         if close is not None:
             close()
         self._iterator = iter(())
+        # grain's prefetch thread keeps the last batch in a reference cycle; collect it now so
+        # its shared memory is unlinked before exit (else the resource tracker reports leaks).
+        gc.collect()
 
     def __enter__(self) -> BatchIterator:
         """Use as a context manager that closes the workers."""
