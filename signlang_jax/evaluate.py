@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
+from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
 from signlang_jax.data.pipeline import (
     FORMATS,
@@ -374,6 +375,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit code 0, 1 for a user error, 130 when interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    enable_compilation_cache()
     try:
         return evaluate(args)
     except KeyboardInterrupt:
