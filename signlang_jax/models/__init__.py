@@ -41,7 +41,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def resolve_dtype(name: str) -> jnp.dtype:
     """Compute dtype for config.model.dtype; "auto" = bfloat16 on GPU/TPU, float32 on CPU.
 
-    bf16 is no faster than f32 on XLA:CPU (REFERENCE.md), so CPU keeps full precision.
+    bf16 is no faster than f32 on XLA:CPU (docs/PERFORMANCE.md), so CPU keeps full precision.
     """
     if name == "auto":
         return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
