@@ -18,9 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import IMAGE_EXTENSIONS, DatasetError, read_image
 from signlang_jax.draw import draw_skeleton, write_rgb
-from signlang_jax.inference import DECODERS, Predictor, add_checkpoint_arguments, load_model
+from signlang_jax.inference import (
+    DECODERS,
+    Predictor,
+    add_checkpoint_arguments,
+    add_dtype_argument,
+    load_model,
+)
 from signlang_jax.keypoints import KEYPOINT_NAMES
 from signlang_jax.train import TrainingError
 
@@ -52,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.infer_image",
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", required=True,
                         help="overlay path for one image (JSON beside it), or output folder")
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Predict, draw, save; return the exit code."""
     args = build_parser().parse_args(argv)
+    enable_compilation_cache()
     source = Path(args.image)
     if source.is_dir():
         images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR {source}: no such image or folder", file=sys.stderr)
         return 1
     try:
-        model, config, step = load_model(args.checkpoint, args.step)
+        model, config, step = load_model(args.checkpoint, args.step, args.dtype)
     except (TrainingError, ValueError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1

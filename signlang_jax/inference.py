@@ -1,7 +1,8 @@
 """Loading a trained model and predicting keypoints on images of any size.
 
-`load_model(checkpoint, step)` restores a Flax model (eval mode) and its config from a training
-workdir (checkpoint syntax: `signlang_jax.restore`); `Predictor` wraps it in one jitted function:
+`load_model(checkpoint, step, dtype)` restores a Flax model (eval mode) and its config from a
+training workdir (checkpoint syntax: `signlang_jax.restore`), computing in float32 (the default),
+bfloat16 or the run's own model.dtype; `Predictor` wraps it in one jitted function:
 uint8 batch -> heatmaps -> keypoints, with the decoder (argmax + quarter shift, or DARK) and the
 optional flip test of `signlang_jax.codec`. `Predictor.predict_image` letterboxes any image to the
 model's input size and maps the keypoints back to the original pixels.
@@ -25,6 +26,8 @@ from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
+# Compute dtypes for inference; "trained" = the run's model.dtype ("auto": bf16 on GPU, f32 on CPU).
+INFERENCE_DTYPES = ("float32", "bfloat16", "trained")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,16 +40,30 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="best (highest val PCK@0.1; the default), latest, or a step number")
 
 
-def load_model(checkpoint: str | Path, step: str | int | None = None
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """The --dtype flag every CLI that runs a trained model shares (values: INFERENCE_DTYPES)."""
+    parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="float32",
+                        help="compute dtype: float32 (the default; parity checks and export use "
+                        "it), bfloat16 (faster on GPUs, no faster on CPU) or trained (the run's "
+                        "own model.dtype: auto = bfloat16 on a GPU, float32 on CPU); the weights "
+                        "stay float32")
+
+
+def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str = "float32"
                ) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
     """(model in eval mode, its training config, step); see `signlang_jax.restore`.
 
     Without a step (no --step, no :suffix, not a step folder) the best checkpoint is used.
+    dtype: one of INFERENCE_DTYPES, the compute dtype (parameters stay float32). The returned
+    config's model.dtype is the one asked for ("trained": the run's own value).
     """
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(INFERENCE_DTYPES)} "
+                         "(bfloat16 is faster on GPUs; float32 matches export and parity checks)")
     path, chosen = split_spec(checkpoint, step)
     if chosen is None and not path.name.isdigit():
         chosen = "best"
-    loaded = load_checkpoint(path, chosen)
+    loaded = load_checkpoint(path, chosen, dtype=dtype)
     return loaded.model, loaded.config, loaded.step
 
 

@@ -14,11 +14,12 @@ import time
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
-    from signlang_jax.inference import add_checkpoint_arguments
+    from signlang_jax.inference import add_checkpoint_arguments, add_dtype_argument
 
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.live_demo",
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--source", default="0",
                         help="camera index (default 0) or a video file path")
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
@@ -41,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         # Takes effect because no JAX computation has run yet in this process.
         jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
 
+    from signlang_jax.compile_cache import enable_compilation_cache
     from signlang_jax.draw import draw_skeleton
     from signlang_jax.inference import Predictor, load_model
     from signlang_jax.train import TrainingError
+
+    enable_compilation_cache()
 
     if args.no_display and not args.out:
         print("ERROR --no-display without --out would produce nothing; add --out out.mp4",
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         capture.release()
         return 1
     try:
-        model, config, _ = load_model(args.checkpoint, args.step)
+        model, config, _ = load_model(args.checkpoint, args.step, args.dtype)
     except (TrainingError, ValueError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         capture.release()
