@@ -40,7 +40,14 @@ from signlang_jax.data.pipeline import (
 )
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.errors import ConfigError, TrainingError
-from signlang_jax.inference import DECODERS, Predictor, add_checkpoint_arguments, to_original
+from signlang_jax.inference import (
+    DECODERS,
+    Predictor,
+    add_checkpoint_arguments,
+    add_dtype_argument,
+    load_for_inference,
+    to_original,
+)
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, KEYPOINT_NAMES, group_of
 from signlang_jax.metrics import (
     coco_keypoint_ap,
@@ -51,7 +58,6 @@ from signlang_jax.metrics import (
     pck_counts,
     pck_summary,
 )
-from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
 from signlang_jax.validation import HAND_PCK_THRESHOLD, HANDS, hand_pck
 
 GROUP_NAMES = ("all", *GROUPS)
@@ -116,14 +122,6 @@ def override_config(config: ml_collections.ConfigDict, override: ml_collections.
     except TypeError as e:
         raise ConfigError(f"{file}: a data/augment field does not fit the checkpoint's config "
                           f"({e})") from None
-
-
-def load_evaluated_checkpoint(spec: str, step: str | int | None) -> LoadedCheckpoint:
-    """The checkpoint `spec` names (as `inference.load_model`: best unless a step is given)."""
-    path, chosen = split_spec(spec, step)
-    if chosen is None and not path.name.isdigit():
-        chosen = "best"
-    return load_checkpoint(path, chosen)
 
 
 def load_eval_records(data: ml_collections.ConfigDict, split: str
@@ -291,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.evaluate",
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--config", default=None,
                         help="optional Python config file (get_config(), e.g. configs/default.py) "
                         "whose data/augment fields replace the checkpoint's, e.g. "
@@ -336,7 +335,7 @@ def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,
 def evaluate(args: argparse.Namespace) -> int:
     """Evaluate as the parsed flags say; print the table; write the report; return the exit code."""
     try:
-        loaded = load_evaluated_checkpoint(args.checkpoint, args.step)
+        loaded = load_for_inference(args.checkpoint, args.step, args.dtype)
         config, step = loaded.config, loaded.step
         trained_root = config.data.root
         if args.config:

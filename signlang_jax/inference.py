@@ -23,7 +23,7 @@ from flax import nnx
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.models.layers import xla_compiler_options
-from signlang_jax.restore import load_checkpoint, split_spec
+from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
 # Compute dtypes for inference; "trained" = the run's model.dtype ("auto": bf16 on GPU, f32 on CPU).
@@ -37,7 +37,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         "such as runs/x/checkpoints/1600); a suffix :best, :latest or :STEP "
                         "picks the step")
     parser.add_argument("--step", default=None,
-                        help="best (highest val PCK@0.1; the default), latest, or a step number")
+                        help="best (the kept step with the best train.best_metric of the run, by "
+                        "default hand PCK@0.2; the default), latest, or a step number")
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +50,13 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
                         "stay float32")
 
 
-def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str = "float32"
-               ) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
-    """(model in eval mode, its training config, step); see `signlang_jax.restore`.
+def load_for_inference(checkpoint: str | Path, step: str | int | None = None,
+                       dtype: str = "float32") -> LoadedCheckpoint:
+    """The `LoadedCheckpoint` a CLI asked for: the best step unless a step is named.
 
-    Without a step (no --step, no :suffix, not a step folder) the best checkpoint is used.
-    dtype: one of INFERENCE_DTYPES, the compute dtype (parameters stay float32). The returned
-    config's model.dtype is the one asked for ("trained": the run's own value).
+    "Named" = --step, a :suffix or a step folder. dtype: one of INFERENCE_DTYPES, the compute
+    dtype (parameters stay float32); the config's model.dtype is the one asked for ("trained":
+    the run's own value).
     """
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(INFERENCE_DTYPES)} "
@@ -63,7 +64,13 @@ def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str
     path, chosen = split_spec(checkpoint, step)
     if chosen is None and not path.name.isdigit():
         chosen = "best"
-    loaded = load_checkpoint(path, chosen, dtype=dtype)
+    return load_checkpoint(path, chosen, dtype=dtype)
+
+
+def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str = "float32"
+               ) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
+    """(model in eval mode, its training config, step) of `load_for_inference`."""
+    loaded = load_for_inference(checkpoint, step, dtype)
     return loaded.model, loaded.config, loaded.step
 
 

@@ -88,7 +88,9 @@ def load_checkpoint(spec: str | Path, step: str | int | None = None,
         chosen = ckpt.select_step(manager, chosen, config.train.best_metric)
         model = nnx.eval_shape(lambda: create_model(config.model, nnx.Rngs(0)))
         graphdef, abstract = nnx.split(model)
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # inference: one device
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                abstract)
         restored = ckpt.restore_model_variables(manager, chosen, abstract)
     finally:
         manager.close()

@@ -253,7 +253,7 @@ def test_evaluate_ctrl_c_exits_130(monkeypatch, capsys):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluate, "load_evaluated_checkpoint", interrupted)
+    monkeypatch.setattr(evaluate, "load_for_inference", interrupted)
     assert evaluate.main(["--checkpoint", "runs/x"]) == 130
     assert capsys.readouterr().err == (
         "interrupted: evaluation stopped before its report was complete\n")
