@@ -454,3 +454,14 @@ def test_bfloat16_policy(name):
     for eqn in heavy:
         assert [v.aval.dtype for v in eqn.invars] == [jnp.bfloat16] * 2, eqn
         assert eqn.outvars[0].aval.dtype == jnp.bfloat16, eqn
+
+
+def test_bf16_model_predicts_float32_heatmaps_from_a_float32_final_layer():
+    """bf16 heatmaps would keep ~3 significant digits; the 1x1 output layer stays float32."""
+    model = make_tiny(dtype="bfloat16")
+    assert model.head.final_layer.dtype == jnp.float32
+    assert model.head.deconv_layers[0].dtype == jnp.bfloat16
+    heatmaps = model(jnp.full((1, 64, 64, 3), 0.5))
+    # A bf16 result cast to float32 has at most 8 significant bits; these use the full 24.
+    mantissa_bits = np.asarray(heatmaps).view(np.uint32) & 0xFFFF
+    assert heatmaps.dtype == jnp.float32 and mantissa_bits.any()

@@ -40,9 +40,13 @@ class SimpleBaselineHead(nnx.Module):
         self.deconv_layers = Sequential(layers)
         if final_kernel not in (1, 3):
             raise ValueError(f"model.final_kernel={final_kernel}: expected 1 or 3")
+        # Always float32, even in a bf16 model: bf16 heatmaps keep ~3 significant digits (too
+        # coarse for sub-pixel decoding of hand points) and the bias gradient, a sum over every
+        # heatmap pixel, lost 14% in bf16 at 128 px (benchmarks/gpu_check.py). The layer is
+        # <1% of the model's FLOPs.
         self.final_layer = conv2d(in_features, num_keypoints, final_kernel, use_bias=True,
-                                  kernel_init=HEAD_INIT, dtype=dtype, rngs=rngs)
+                                  kernel_init=HEAD_INIT, dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Upsample the features and predict one heatmap per keypoint (in the compute dtype)."""
+        """Upsample the features (compute dtype) and predict one float32 heatmap per keypoint."""
         return self.final_layer(self.deconv_layers(x))
