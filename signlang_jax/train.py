@@ -11,8 +11,8 @@ see `make_dataset`). BatchNorm under jit with a sharded batch uses global-batch 
 
 Elsewhere: checkpoints (naming, saving, restoring with recovery) in `signlang_jax.checkpoints`,
 validation in `signlang_jax.validation`, the optimizer in `signlang_jax.optimizer`, config
-checks and history in `signlang_jax.config_check`, multi-process helpers in
-`signlang_jax.distributed`.
+checks in `signlang_jax.config_check`, the workdir's config history in
+`signlang_jax.config_history`, multi-process helpers in `signlang_jax.distributed`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from jax.sharding import PartitionSpec as P
 
 from signlang_jax import checkpoints as ckpt
 from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
-from signlang_jax.config_check import (
+from signlang_jax.config_check import validate_config
+from signlang_jax.config_history import (
     config_differences,
     format_config_warnings,
     load_previous_config,
     record_config,
-    validate_config,
 )
 from signlang_jax.data.pipeline import BatchIterator, load_records, make_iterator
 from signlang_jax.distributed import check_replicas_agree, sync_processes

@@ -8,13 +8,13 @@ import ml_collections
 import pytest
 
 from configs import default, demo
-from signlang_jax.config_check import (
+from signlang_jax.config_check import validate_config
+from signlang_jax.config_history import (
     ARCHITECTURE_FIELDS,
     config_differences,
     format_config_warnings,
     load_previous_config,
     record_config,
-    validate_config,
 )
 from signlang_jax.errors import ConfigError
 from signlang_jax.validation import METRIC_NAMES
