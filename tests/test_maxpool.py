@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from signlang_jax.models.layers import (
+from signlang_jax.models.pooling import (
     max_pool,
     max_pool_first_max,
     max_pool_reduce_window,

@@ -28,9 +28,9 @@ from signlang_jax.models.layers import (
     ConvTranspose,
     conv2d,
     conv_transpose,
-    max_pool,
     xla_compiler_options,
 )
+from signlang_jax.models.pooling import max_pool
 
 
 def model_config(name: str = "resnet18", **overrides) -> ml_collections.ConfigDict:

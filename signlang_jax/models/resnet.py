@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from signlang_jax.models.layers import Sequential, batch_norm, conv2d, max_pool
+from signlang_jax.models.layers import Sequential, batch_norm, conv2d
+from signlang_jax.models.pooling import max_pool
 
 
 class BasicBlock(nnx.Module):
