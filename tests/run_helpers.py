@@ -47,8 +47,11 @@ def train_command(workdir: Path, data: Path, config: str, *overrides: str) -> li
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
-    """Start `command` in its own session (so its group can be killed), output into `log`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """Start `command` in its own session (so its group can be killed), output into `log`.
+
+    Unbuffered, so the log holds everything printed before a SIGKILL.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as out:  # a file, not a pipe: nobody would drain a pipe while polling
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
