@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from configs import default
-from signlang_jax.data.pipeline import augment_params, load_sample, load_split, make_iterator
+from signlang_jax.data.iterator import make_iterator
+from signlang_jax.data.pipeline import augment_params, load_sample, load_split
 
 
 def per_worker_rate(config: object, num: int) -> float:

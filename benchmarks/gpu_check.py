@@ -518,7 +518,7 @@ def check_speed(config: object, mode: Mode, peak_tflops: float) -> tuple[list[Ch
 
 def pipeline_rate(config: object, workers: int, batches: int) -> float:
     """Images/s of the real train input pipeline with `workers` processes, after warm-up."""
-    from signlang_jax.data.pipeline import make_iterator
+    from signlang_jax.data.iterator import make_iterator
 
     config = config.copy_and_resolve_references()
     config.data.num_workers = workers

@@ -32,7 +32,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from signlang_jax.data.pipeline import DataChangedError
+from signlang_jax.data.iterator import DataChangedError
 from signlang_jax.errors import CheckpointError
 from signlang_jax.validation import metric_mode
 

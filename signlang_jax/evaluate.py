@@ -29,13 +29,13 @@ from tqdm import tqdm
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
 from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
+from signlang_jax.data.iterator import make_iterator
 from signlang_jax.data.pipeline import (
     FORMATS,
     PackedSource,
     SampleSource,
     check_format,
     load_records,
-    make_iterator,
     record_image,
 )
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb

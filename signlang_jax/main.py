@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
 
     from signlang_jax.compile_cache import enable_compilation_cache
     from signlang_jax.data.dataset import DatasetError
-    from signlang_jax.data.pipeline import DataChangedError
+    from signlang_jax.data.iterator import DataChangedError
     from signlang_jax.distributed import initialize_distributed
     from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
     from signlang_jax.train import train_and_evaluate

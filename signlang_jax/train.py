@@ -41,7 +41,8 @@ from signlang_jax.config_history import (
     load_previous_config,
     record_config,
 )
-from signlang_jax.data.pipeline import BatchIterator, load_records, make_iterator
+from signlang_jax.data.iterator import BatchIterator, make_iterator
+from signlang_jax.data.pipeline import load_records
 from signlang_jax.distributed import check_replicas_agree, sync_processes
 from signlang_jax.errors import TrainingError
 from signlang_jax.metric_log import MetricLogger

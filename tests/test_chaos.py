@@ -7,8 +7,11 @@ phase is hit on purpose, not by timing luck. The longer version is benchmarks/ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import time
 from pathlib import Path
 
 from tests import run_helpers as rh
@@ -63,3 +66,32 @@ def test_killed_and_restarted_run_equals_uninterrupted(synth_root, tmp_path):
     assert rh.progress(chaos).committed[-1] == STEPS
     assert not rh.progress(chaos).saving  # interrupted saves' tmp folders were cleaned up
     assert rh.compare_runs(reference, chaos, STEPS) == []
+
+
+def test_grain_workers_exit_when_only_the_trainer_is_killed(synth_root, tmp_path):
+    """SIGKILL of the trainer alone (the OOM killer's way): its grain worker and grain's
+    resource tracker must not run on forever, one more pair per crash."""
+    workdir = tmp_path / "w"
+    command = rh.train_command(workdir, synth_root, "tests/tiny_config.py",
+                               "--config.data.num_workers=1", "--config.train.num_steps=400",
+                               "--config.train.log_every_steps=1")
+    proc = rh.start(command, tmp_path / "run.log")
+    try:
+        deadline = time.monotonic() + 240
+        while not rh.progress(workdir).records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rh.progress(workdir).records, (tmp_path / "run.log").read_text()[-3000:]
+        workers = [pid for pid in rh.session_members(proc.pid) if pid != proc.pid]
+        assert workers, "the run has no worker processes to orphan"
+        os.kill(proc.pid, signal.SIGKILL)  # the trainer only, not its process group
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            alive = {pid: s for pid, s in rh.session_members(proc.pid).items() if s != "Z"}
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, {pid: rh.command_name(pid) for pid in alive}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from signlang_jax.data.augment import AugmentParams, augment_sample, color_matrix
-from signlang_jax.data.pipeline import load_split, make_dataset, make_iterator, pad_batch
+from signlang_jax.data.iterator import make_iterator
+from signlang_jax.data.pipeline import load_split, make_dataset, pad_batch
 from signlang_jax.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES
 from tests.conftest import write_dataset
 

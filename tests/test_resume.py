@@ -18,7 +18,7 @@ import pytest
 from signlang_jax import checkpoints
 from signlang_jax import train as train_lib
 from signlang_jax.codec import heatmap_loss
-from signlang_jax.data.pipeline import DataChangedError
+from signlang_jax.data.iterator import DataChangedError
 from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
 from tests.conftest import ROOT, checkpoint_arrays
 
