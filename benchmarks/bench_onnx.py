@@ -30,7 +30,6 @@ from flax import nnx
 from configs import default
 from interop import to_onnx
 from interop.convert import nchw_to_nhwc, nhwc_to_nchw, to_torch
-from signlang_jax import train as train_lib
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import load_checkpoint
