@@ -241,3 +241,47 @@ def test_validate_config_runs_before_the_workdir_is_touched(train_config, tmp_pa
     with pytest.raises(ConfigError, match="checkpoint_every_steps=0"):
         train_lib.train_and_evaluate(train_config, tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+class _Manager:
+    """The two methods `best_step` / `select_step` read of an orbax manager."""
+
+    directory = "runs/x/checkpoints"
+
+    def __init__(self, metrics: dict[int, dict]) -> None:
+        self._metrics = metrics
+
+    def all_steps(self) -> list[int]:
+        return list(self._metrics)
+
+    def metrics(self, step: int) -> dict:
+        return self._metrics[step]
+
+
+def test_best_follows_the_configured_metric_and_its_direction():
+    manager = _Manager({
+        2: {"val/pck@0.1": 0.9, "val/hand_pck@0.2": 0.2, "val/loss": 0.03},
+        4: {"val/pck@0.1": 0.8, "val/hand_pck@0.2": 0.5, "val/loss": 0.01},
+        6: {},  # saved without validation
+        8: {"val/pck@0.1": 0.85, "val/loss": 0.02},  # written before hand PCK existed
+    })
+    assert checkpoints.best_step(manager, "val/pck@0.1") == 2
+    assert checkpoints.best_step(manager, "val/hand_pck@0.2") == 4
+    assert checkpoints.best_step(manager, "val/loss") == 4  # a loss is minimised
+    assert checkpoints.select_step(manager, "best", "val/pck@0.05") == 8  # none scored: latest
+    assert checkpoints.select_step(manager, None, "val/loss") == 8
+
+
+def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    from signlang_jax import compile_cache
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("SIGNLANG_JAX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compile_cache.cache_directory() == tmp_path / "signlang_jax" / "xla"
+    monkeypatch.setenv("SIGNLANG_JAX_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache.cache_directory() == tmp_path / "mine"
+    monkeypatch.setenv("SIGNLANG_JAX_CACHE_DIR", "off")
+    assert compile_cache.cache_directory() is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
+    assert compile_cache.cache_directory() == tmp_path / "jax"  # JAX's own variable first

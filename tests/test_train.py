@@ -406,6 +406,7 @@ def test_checkpoints_record_val_metrics_for_best(tiny_run, train_config):
     manager = checkpoints.make_checkpoint_manager(tiny_run / "checkpoints", train_config,
                                                   read_only=True)
     metric = train_config.train.best_metric
+    assert metric == "val/hand_pck@0.2"  # the default: responds to hand precision
     assert metric in manager.metrics(4)  # saved after validation
     assert not manager.metrics(2)  # no validation at step 2
     assert checkpoints.best_step(manager, metric) == 4
