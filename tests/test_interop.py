@@ -279,11 +279,10 @@ def test_checkpoint_spec_and_errors(trained_workdir, monkeypatch):
     loaded = load_checkpoint(f"{trained_workdir}/checkpoints/2")
     assert loaded.step == 2 and loaded.config.model.width == 8
     assert load_checkpoint(f"{trained_workdir}:latest").step == 3
-    from signlang_jax import train
 
-    monkeypatch.setattr(train, "best_step", lambda manager: 1)  # as if step 1 had the best PCK
+    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric: 1)  # as if step 1 won
     assert load_checkpoint(trained_workdir, "best").step == 1
-    monkeypatch.setattr(train, "best_step", lambda manager: None)  # no validation metrics
+    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric: None)  # no metrics
     assert load_checkpoint(f"{trained_workdir}:best").step == 3  # falls back to the latest
 
 
