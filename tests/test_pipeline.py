@@ -210,7 +210,8 @@ def test_iterator_state_round_trip_with_workers(data_config):
         resumed.set_state(state)
         _assert_same(_take(resumed, 4), expected)
     with (make_iterator(data_config, "train", num_workers=0) as other,
-          pytest.raises(ValueError, match="num_workers=2 but this run uses 0")):
+          pytest.raises(ValueError, match="data.num_workers was 2, now 0 .*"
+                        "--config.data.num_workers=2 restores it")):
         other.set_state(state)
 
 
