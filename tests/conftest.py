@@ -99,7 +99,9 @@ def checkpoint_arrays(workdir: Path, config, step: int | None = None) -> dict:
     from signlang_jax import checkpoints, train
 
     _, state, _ = train.create_state(config, 10)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    # With this process's sharding: a checkpoint written by several processes restores here.
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            state)
     manager = checkpoints.make_checkpoint_manager(Path(workdir) / "checkpoints", config,
                                                   read_only=True)
     try:

@@ -392,13 +392,13 @@ def test_help_lists_config_fields():
 def test_resume_from_another_run(train_config, tiny_run, tmp_path, capsys):
     train_config.train.num_steps = 6
     train_lib.train_and_evaluate(train_config, tmp_path / "w2", resume=str(tiny_run))
-    assert "resumed from step 4" in capsys.readouterr().out
+    assert "resumed from step 4" in capsys.readouterr().err
     steps = sorted(int(p.name) for p in (tmp_path / "w2" / "checkpoints").iterdir()
                    if p.name.isdigit())
     assert steps[-1] == 6 and 4 not in steps  # the source run is read, not copied
     assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir() if p.name.isdigit()) == [
         "2", "4"]  # and left untouched
-    with pytest.raises(train_lib.TrainingError, match="does not exist"):
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
         train_lib.train_and_evaluate(train_config, tmp_path / "w3", resume=str(tmp_path / "x"))
 
 
