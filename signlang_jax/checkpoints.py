@@ -235,7 +235,9 @@ def restore_model_variables(manager: ocp.CheckpointManager, step: int,
     try:
         with _quiet_asyncio():
             restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(item=target, partial_restore=True)))
+                state=ocp.args.PyTreeRestore(
+                    item=target, partial_restore=True,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target))))
     except (ValueError, OSError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {step_dir} cannot be read (damaged or incomplete?): "
                               f"{_first_line(e)}") from None

@@ -66,6 +66,9 @@ def test_killed_and_restarted_run_equals_uninterrupted(synth_root, tmp_path):
     assert rh.progress(chaos).committed[-1] == STEPS
     assert not rh.progress(chaos).saving  # interrupted saves' tmp folders were cleaned up
     assert rh.compare_runs(reference, chaos, STEPS) == []
+    # The logs survive the kills: validation metrics per group and TensorBoard events.
+    assert any("val/pck@0.1/left_hand" in r for r in rh.progress(chaos).records)
+    assert any(p.name.startswith("events") for p in (chaos / "tensorboard").iterdir())
 
 
 def test_grain_workers_exit_when_only_the_trainer_is_killed(synth_root, tmp_path):
