@@ -76,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     optim.accumulate_steps = 1  # gradient accumulation (optax.MultiSteps) for small GPUs
     # A step whose loss or gradients are not finite is skipped (state unchanged); this many
     # skipped steps in a row stop training.
-    optim.max_skipped_steps = 5
+    optim.max_skipped_steps = 5  # non-finite steps skipped in a row before training stops
 
     config.train = train = ml_collections.ConfigDict()
     train.batch_size = 16  # global batch size (split over processes and devices)
@@ -88,10 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
     train.keep_checkpoints = 3  # latest kept, plus the best by train.best_metric
     # Validation metric that picks the "best" checkpoint (docs/ARCHITECTURE.md): hand PCK with
     # each hand's own box responds to hand precision; val/pck@0.1 is whole-body PCK.
-    train.best_metric = "val/hand_pck@0.2"
+    train.best_metric = "val/hand_pck@0.2"  # any val/ metric; val/pck@0.1 = whole body
     # Resuming on a dataset, batch size or worker count other than the checkpoint's: "refuse",
     # or "restart_epoch" (keep step and model, start a new data order).
-    train.on_data_change = "refuse"
+    train.on_data_change = "refuse"  # refuse | restart_epoch (after adding data)
     train.num_val_images = 4  # val predictions drawn into TensorBoard
 
     # Multi-host data parallelism on jax.distributed (docs/SCALING.md). One process per host (or
