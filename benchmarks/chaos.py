@@ -31,7 +31,9 @@ from pathlib import Path
 
 from absl import logging
 
-from tests import run_helpers as rh
+# The run helpers live with the chaos test (tests/run_helpers.py); `tests` is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import run_helpers as rh  # noqa: E402
 
 PHASES = ("step", "save", "commit", "val")
 
@@ -75,15 +77,21 @@ def run_chaos(args: argparse.Namespace, base: Path) -> bool:
     def command(workdir: Path) -> list[str]:
         return rh.train_command(workdir, data, args.config, *overrides(args))
 
+    def run_to_end(workdir: Path, log: Path) -> tuple[bool, float | None, float]:
+        """(exit 0?, seconds to the first new step, seconds in all) of one uninterrupted run."""
+        started = time.monotonic()
+        proc = rh.start(command(workdir), log)
+        first = rh.first_step_s(proc, workdir, started, args.eval_every, args.steps)
+        if proc.wait() != 0:
+            print(f"run failed, see {log}")
+            return False, first, time.monotonic() - started
+        return True, first, time.monotonic() - started
+
     reference = base / "reference"
-    started = time.monotonic()
-    proc = rh.start(command(reference), base / "reference.log")
-    first = rh.first_step_s(proc, reference, started, args.eval_every, args.steps)
-    if proc.wait() != 0:
-        print(f"reference run failed, see {base / 'reference.log'}")
+    ok, first, took = run_to_end(reference, base / "reference.log")
+    if not ok:
         return False
-    print(f"reference: {args.steps} steps in {time.monotonic() - started:.1f} s "
-          f"(first step after {first:.1f} s)")
+    print(f"reference: {args.steps} steps in {took:.1f} s (first step after {first:.1f} s)")
 
     chaos = base / "chaos"
     rng = random.Random(args.seed)
@@ -111,16 +119,13 @@ def run_chaos(args: argparse.Namespace, base: Path) -> bool:
               f"{'none left' if not left else f'{len(left)} LEFT {left}'} "
               f"after {gone_s:.1f} s")
     resumed = max(rh.progress(chaos).committed, default=0)
-    started = time.monotonic()
-    proc = rh.start(command(chaos), base / "final.log")
-    first = rh.first_step_s(proc, chaos, started, args.eval_every, args.steps)
-    if proc.wait() != 0:
-        print(f"final run failed, see {base / 'final.log'}")
+    ok, first, took = run_to_end(chaos, base / "final.log")
+    if not ok:
         return False
     if resumed and first is not None:
         restarts.append(first)
     print(f"final run: resumed from {resumed}, first new step after {first:.1f} s, done after "
-          f"{time.monotonic() - started:.1f} s")
+          f"{took:.1f} s")
 
     counts = {p: hits.count(p) for p in (*PHASES, "startup", "finished")}
     print("phases hit: " + ", ".join(f"{p} {n}" for p, n in counts.items() if n))
