@@ -33,7 +33,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from signlang_jax.data.iterator import DataChangedError
-from signlang_jax.errors import CheckpointError
+from signlang_jax.errors import CheckpointError, CheckpointMismatchError
 from signlang_jax.validation import metric_mode
 
 STEP_WORDS = ("best", "latest")
@@ -166,16 +166,22 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state
                        iterator: object | None) -> object:
     """Restore the state (and, given an iterator, its position) saved at `step`.
 
-    Raises `CheckpointError` for a checkpoint of another architecture (its arrays differ in
-    names or shapes from `abstract_state`) or a damaged one, and lets the iterator's
-    `DataChangedError` through unchanged (the data changed, not the checkpoint).
+    Raises `CheckpointMismatchError` for a checkpoint of another architecture or optimizer (its
+    arrays differ in names or shapes from `abstract_state`), `CheckpointError` for a damaged
+    one, and lets the iterator's `DataChangedError` through unchanged (the data changed, not the
+    checkpoint).
     """
     step_dir = Path(manager.directory) / str(step)
     differences = structure_differences(step_dir / "state", abstract_state)
-    if differences:
-        raise CheckpointError(f"checkpoint {step_dir} holds another architecture than this "
-                              "config (another backbone, width or keypoint count?):\n  "
-                              + "\n  ".join(differences))
+    if any(line.startswith("0.") for line in differences):  # entry 0 is the model
+        raise CheckpointMismatchError(
+            f"checkpoint {step_dir} holds another architecture than this config (another "
+            "backbone, width or keypoint count?):\n  " + _listed(differences))
+    if differences:  # only entry 1, the optimizer's state, differs
+        raise CheckpointMismatchError(
+            f"checkpoint {step_dir} holds the state of another optimizer than this config "
+            "(optim.name, optim.accumulate_steps or optim.grad_clip changed? Change them in a "
+            "new --workdir started with --resume):\n  " + _listed(differences))
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if iterator is not None:
         items["data_iter"] = grain.checkpoint.CheckpointRestore(iterator)
@@ -195,17 +201,17 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: object
                           ) -> tuple[int, object]:
     """(step, state) of the newest step that restores; damaged steps are skipped and recorded.
 
-    Architecture and data mismatches are not damage: they are raised at once (every older
-    step would fail the same way).
+    Architecture, optimizer and data mismatches are not damage: they are raised at once (every
+    older step would fail the same way).
     """
     warn = warn or (lambda message: print(message, file=sys.stderr))
     reasons = {}
     for step in sorted(manager.all_steps(), reverse=True):
         try:
             state = restore_checkpoint(manager, step, abstract_state, iterator)
+        except CheckpointMismatchError:
+            raise
         except CheckpointError as e:
-            if "another architecture" in str(e):
-                raise
             reasons[step] = str(e)
             warn(f"WARNING skipping checkpoint step {step}: {e}. It is left in place at "
                  f"{Path(manager.directory) / str(step)}; trying the previous step.")
@@ -230,8 +236,8 @@ def restore_model_variables(manager: ocp.CheckpointManager, step: int,
     target = nnx.State({0: abstract_model_state})
     differences = structure_differences(step_dir / "state", target, partial=True)
     if differences:
-        raise CheckpointError(f"checkpoint {step_dir} holds another architecture than its "
-                              "config.json describes:\n  " + "\n  ".join(differences))
+        raise CheckpointMismatchError(f"checkpoint {step_dir} holds another architecture than "
+                                      "its config.json describes:\n  " + _listed(differences))
     try:
         with _quiet_asyncio():
             restored = manager.restore(step, args=ocp.args.Composite(
@@ -263,7 +269,12 @@ def structure_differences(state_dir: Path, abstract_state: object, partial: bool
     if not partial:
         lines += [f"{name}: in the checkpoint, not in this model" for name in saved
                   if name not in wanted]
-    return lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
+    return lines
+
+
+def _listed(lines: list[str], most: int = 8) -> str:
+    return "\n  ".join(lines[:most] + ([f"... and {len(lines) - most} more"]
+                                       if len(lines) > most else []))
 
 
 def _named_leaves(tree: object) -> list[tuple[str, object]]:

@@ -17,3 +17,7 @@ class TrainingError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be found or loaded; the message says which path and why."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint of another model or optimizer than the config describes."""

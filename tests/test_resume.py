@@ -285,3 +285,30 @@ def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_pa
     assert compile_cache.cache_directory() is None
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
     assert compile_cache.cache_directory() == tmp_path / "jax"  # JAX's own variable first
+
+
+def test_another_optimizer_is_named_as_such_and_inference_reads_only_the_model(
+        train_config, tiny_run, tmp_path):
+    """A run resumed with another optimizer is refused as such (not as an architecture), and
+    inference does not need the optimizer's state at all: it restores the model alone."""
+    from signlang_jax.inference import load_model
+
+    run = _copy_run(tiny_run, tmp_path)
+    train_config.optim.name = "sgd"  # Adam's moments are in the checkpoint, SGD has a trace
+    train_config.train.num_steps = 6
+    with pytest.raises(CheckpointError, match=r"the state of another optimizer[\s\S]*1\.opt_state"):
+        train_lib.train_and_evaluate(train_config, run)
+    config = json.loads((run / "config.json").read_text())
+    config["optim"]["name"] = "sgd"  # config.json no longer describes the optimizer state
+    (run / "config.json").write_text(json.dumps(config))
+    model, _, step = load_model(run, "latest")
+    assert step == 4
+    saved = checkpoint_arrays(tiny_run, _adam(train_config), 4)
+    [key] = [k for k in saved if k.startswith("[0]") and "final_layer" in k and "kernel" in k]
+    np.testing.assert_array_equal(np.asarray(model.head.final_layer.kernel[...]), saved[key])
+
+
+def _adam(config):
+    config = config.copy_and_resolve_references()
+    config.optim.name = "adam"
+    return config
