@@ -15,6 +15,8 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
 import gpu_check  # noqa: E402  (benchmarks/ is not a package)
+import gpu_check_numerics  # noqa: E402
+import gpu_check_train  # noqa: E402
 
 # One row prefix per check the script must report (the grad rows: one per module group).
 EXPECTED_ROWS = (
@@ -83,13 +85,13 @@ def test_without_gpu_or_cpu_flag_exits_2(tmp_path):
 def test_loss_fall_compares_quarter_means():
     falling = [(s, 1.0) for s in range(1, 5)] + [(s, 0.5) for s in range(5, 13)] + [
         (s, 0.85) for s in range(13, 17)]
-    check = gpu_check.loss_fall(falling, ratio=0.9)
+    check = gpu_check_train.loss_fall(falling, ratio=0.9)
     assert check.passed and "ratio 0.850" in check.value and "steps 1-4" in check.value
     flat = [(s, 1.0) for s in range(1, 5)] + [(s, 0.95) for s in range(5, 17)]
-    assert not gpu_check.loss_fall(flat, ratio=0.9).passed  # 0.95 > 0.9
-    assert not gpu_check.loss_fall([(1, 1.0)]).passed  # one point cannot show a fall
+    assert not gpu_check_train.loss_fall(flat, ratio=0.9).passed  # 0.95 > 0.9
+    assert not gpu_check_train.loss_fall([(1, 1.0)]).passed  # one point cannot show a fall
     nan = [(1, 1.0), (2, 1.0), (3, float("nan")), (4, float("nan"))]
-    assert not gpu_check.loss_fall(nan).passed
+    assert not gpu_check_train.loss_fall(nan).passed
 
 
 def test_table_marks_failures_and_counts():
@@ -105,9 +107,9 @@ def test_grad_error_is_relative_l2():
     import numpy as np
 
     ref = np.array([3.0, 4.0])
-    assert gpu_check.relative_l2(ref, ref) == 0.0
-    assert gpu_check.relative_l2(np.array([3.0, 5.0]), ref) == pytest.approx(0.2)
-    assert gpu_check.relative_l2(ref, np.zeros(2)) == float("inf")
+    assert gpu_check_numerics.relative_l2(ref, ref) == 0.0
+    assert gpu_check_numerics.relative_l2(np.array([3.0, 5.0]), ref) == pytest.approx(0.2)
+    assert gpu_check_numerics.relative_l2(ref, np.zeros(2)) == float("inf")
 
 
 def test_grad_check_passes_at_the_floor_and_fails_far_above_it():
@@ -115,11 +117,12 @@ def test_grad_check_passes_at_the_floor_and_fails_far_above_it():
 
     ref = np.ones(100)
     floor_noise = [ref + 0.1 * np.sign(np.arange(100) % 2 - 0.5) for _ in range(3)]  # err 0.1
-    near = gpu_check.grad_check("m", ref * 1.2, ref, floor_noise)  # err 0.2 <= 3 x 0.1 + 0.02
+    # err 0.2 <= 3 x 0.1 + 0.02
+    near = gpu_check_numerics.grad_check("m", ref * 1.2, ref, floor_noise)
     assert near.passed and "rel L2 err 0.200 (floor 0.100)" in near.value
     assert "= 0.320" in near.criterion
-    far = gpu_check.grad_check("m", ref * 1.4, ref, floor_noise)  # err 0.4 > 0.32
+    far = gpu_check_numerics.grad_check("m", ref * 1.4, ref, floor_noise)  # err 0.4 > 0.32
     assert not far.passed
     # A well-conditioned module (floor 0) still allows bf16's own rounding, not more.
-    assert gpu_check.grad_check("m", ref * 1.01, ref, [ref]).passed
-    assert not gpu_check.grad_check("m", ref * 1.05, ref, [ref]).passed
+    assert gpu_check_numerics.grad_check("m", ref * 1.01, ref, [ref]).passed
+    assert not gpu_check_numerics.grad_check("m", ref * 1.05, ref, [ref]).passed
