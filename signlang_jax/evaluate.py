@@ -11,7 +11,6 @@ WORKDIR/eval/step_<N>_<split>[_<data folder>] of the checkpoint's training workd
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.machinery
 import importlib.util
 import json
@@ -156,30 +155,23 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
     """
     config = predictor.config
     out = {"pred": [], "gt": [], "bbox": [], "mse": []}
-    try:
-        # Closing stops grain's worker processes on every exit, errors and Ctrl-C included.
-        with (make_iterator(config, "val", source=records, batch_size=batch_size,
-                            shard_index=0, shard_count=1) as batches,
-              tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
-            for batch in batches:
-                keypoints, heatmaps = predictor.predict_batch(batch["image"])
-                targets = render_heatmaps(jnp.asarray(batch["keypoints"]),
-                                          config.data.image_size, heatmaps.shape[1],
-                                          config.model.sigma)
-                mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
-                for i in np.flatnonzero(batch["mask"]):
-                    record = records[int(batch["index"][i])]
-                    out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
-                    out["gt"].append(record["keypoints"])
-                    out["bbox"].append(record["bbox"])
-                    out["mse"].append(mse[i])
-                bar.update(int(batch["mask"].sum()))
-    finally:
-        # grain's prefetch thread leaves the last batch (in shared memory) in a frame that its
-        # stored StopIteration's traceback keeps alive. Only the garbage collector frees such a
-        # cycle, and at interpreter exit it runs too late for grain to unlink the memory:
-        # Python then warns of leaked shared_memory objects.
-        gc.collect()
+    # Closing (the `with`) stops grain's worker processes and frees their shared memory on every
+    # exit, errors and Ctrl-C included (see BatchIterator.close).
+    with (make_iterator(config, "val", source=records, batch_size=batch_size, shard_index=0,
+                        shard_count=1) as batches,
+          tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
+        for batch in batches:
+            keypoints, heatmaps = predictor.predict_batch(batch["image"])
+            targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,
+                                      heatmaps.shape[1], config.model.sigma)
+            mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
+            for i in np.flatnonzero(batch["mask"]):
+                record = records[int(batch["index"][i])]
+                out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
+                out["gt"].append(record["keypoints"])
+                out["bbox"].append(record["bbox"])
+                out["mse"].append(mse[i])
+            bar.update(int(batch["mask"].sum()))
     return {k: np.stack(v) for k, v in out.items()}
 
 

@@ -107,8 +107,10 @@ class BatchIterator:
         if close is not None:
             close()
         self._iterator = iter(())
-        # grain's prefetch thread keeps the last batch in a reference cycle; collect it now so
-        # its shared memory is unlinked before exit (else the resource tracker reports leaks).
+        # grain's prefetch thread leaves the last batch (in shared memory) in a frame that its
+        # stored StopIteration's traceback keeps alive. Only the garbage collector frees such a
+        # cycle, and at interpreter exit it runs too late for grain to unlink the memory: Python
+        # would warn of leaked shared_memory objects.
         gc.collect()
 
     def __enter__(self) -> BatchIterator:
