@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Render synthetic data (once), validate it, preview augmented samples, train configs/demo.py
-# (about 10 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK,
+# (10-12 minutes on 2 CPU cores; re-running resumes or just reports), print val PCK,
 # evaluate the best checkpoint, draw its prediction on a held-out image, export it to ONNX
 # and print the onnxruntime-vs-JAX parity.
 demo: setup
