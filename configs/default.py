@@ -11,6 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
     """Return the default training configuration."""
     config = ml_collections.ConfigDict()
     config.seed = 0  # model init, shuffling and augmentation all derive from it
+    # wholebody: the 64-point detector on letterboxed images; hand: the second-stage hand model
+    # on hand crops of the same dataset (configs/hand.py, docs/HANDS.md).
+    config.task = "wholebody"  # wholebody | hand
 
     config.data = data = ml_collections.ConfigDict()
     data.root = "dataset"  # folder with images/ and labels/ (the original project's layout)
@@ -29,6 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
     data.synthetic_num = 0  # synthetic samples to render if data.root has no labels (0 = off)
     data.synthetic_size = 512  # side of the rendered images
     data.synthetic_seed = 0  # seed of the rendered dataset
+    # Loss weight of points labelled visible: 0 that lie inside the image. Only for labels whose
+    # hidden points are exact (the synthetic generator's); user data's hidden points are
+    # guesses, so 0 = no training signal. Validation scores visible points only either way.
+    data.occluded_weight = 0.0  # 0 = ignore hidden points (user data)
 
     config.augment = aug = ml_collections.ConfigDict()
     aug.flip_prob = 0.5  # horizontal flip, with the left/right keypoint permutation
@@ -44,6 +51,21 @@ def get_config() -> ml_collections.ConfigDict:
     aug.hue_deg = 10.0  # hue rotation +-deg
     aug.blur_prob = 0.1  # probability of a Gaussian blur
     aug.blur_sigma_max = 1.5  # blur sigma range (0.1, max) in pixels
+
+    # Where hand crops go (task = hand, and the hand stage at inference; docs/HANDS.md). Sizes
+    # are fractions of the body scale (shoulder width) or of the hand points' extent.
+    config.hand_crop = hand = ml_collections.ConfigDict()
+    hand.margin = 0.25  # crop side = (1 + 2 margin) x the larger extent of the hand points
+    hand.min_side = 0.45  # smallest crop side, x shoulder width (foreshortened hands)
+    hand.fallback_side = 0.8  # crop side from wrist + elbow alone, x shoulder width
+    hand.score_threshold = 0.3  # body-model points at or above this score are trusted
+    hand.min_points = 3  # fewer trusted hand points: place the crop from wrist and elbow
+    hand.reach = 0.2  # wrist + elbow rule: centre this far past the wrist, x shoulder width
+    # Training jitter of the crop region (the body model's regions are off by this much).
+    hand.shift = 0.15  # centre moved up to +- this x crop side
+    hand.scale_min = 0.7  # crop side scaled by a factor in [scale_min, scale_max]
+    hand.scale_max = 1.3
+    hand.rotation_deg = 180.0  # rotation up to +- this many degrees (hands take any angle)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "resnet18"  # resnet18 | resnet34 | resnet50 | mobilenet_v3_small

@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
 
+from signlang_jax.data.hand_crops import NUM_HAND_KEYPOINTS
 from signlang_jax.data.pipeline import FORMATS
 from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.models import BACKBONES, DTYPES
 from signlang_jax.models.layers import DECONV_IMPLS, DECONV_PADDING
-from signlang_jax.validation import METRIC_NAMES
+from signlang_jax.validation import HAND_METRIC_NAMES, METRIC_NAMES, metric_names
 
 # Enums the trainer dispatches on (train.py's make_optimizer / make_schedule).
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -35,6 +36,8 @@ DATA_CHANGE_POLICIES = ("refuse", "restart_epoch")
 FINAL_KERNELS = (1, 3)  # models/head.py: 1x1 or 3x3 (padding 1) keep the heatmap size
 BACKBONE_STRIDE = 32  # every backbone in BACKBONES (ResNets and MobileNetV3-Small)
 MAX_DECONV_LAYERS = 5
+# config.task -> the model's keypoint count: the whole-body detector or the hand model.
+TASK_KEYPOINTS = {"wholebody": NUM_KEYPOINTS, "hand": NUM_HAND_KEYPOINTS}
 
 
 # A check takes a field's value and returns the broken rule ("must be ...") or None.
@@ -107,8 +110,9 @@ def _one_of(choices: Sequence[object]) -> Check:
 
 
 def _keypoint_count(value: object) -> str | None:
-    ok = _is_int(value) and value == NUM_KEYPOINTS
-    return None if ok else f"must be {NUM_KEYPOINTS}, the keypoint schema's size (keypoints.py)"
+    ok = _is_int(value) and value in TASK_KEYPOINTS.values()
+    return None if ok else (f"must be {NUM_KEYPOINTS} (the keypoint schema's size, "
+                            f"keypoints.py) or {NUM_HAND_KEYPOINTS} for the hand model")
 
 
 def _string(value: object) -> str | None:
@@ -142,6 +146,7 @@ NON_NEGATIVE_INT = _integer(0)
 # Every field of configs/default.py and its own rule; rules across fields are in _cross_checks.
 FIELD_CHECKS: dict[str, Check] = {
     "seed": _integer(),
+    "task": _one_of(tuple(TASK_KEYPOINTS)),
     "data.root": _string,
     "data.format": _one_of(FORMATS),
     "data.images_dir": _string,
@@ -156,6 +161,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "data.synthetic_num": NON_NEGATIVE_INT,
     "data.synthetic_size": POSITIVE_INT,
     "data.synthetic_seed": _integer(),
+    "data.occluded_weight": FRACTION,
     "augment.flip_prob": FRACTION,
     "augment.scale_min": POSITIVE,
     "augment.scale_max": POSITIVE,
@@ -201,9 +207,19 @@ FIELD_CHECKS: dict[str, Check] = {
     "train.eval_every_steps": POSITIVE_INT,
     "train.checkpoint_every_steps": POSITIVE_INT,
     "train.keep_checkpoints": POSITIVE_INT,
-    "train.best_metric": _one_of(METRIC_NAMES),
+    "train.best_metric": _one_of(tuple(dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES))),
     "train.on_data_change": _one_of(DATA_CHANGE_POLICIES),
     "train.num_val_images": NON_NEGATIVE_INT,
+    "hand_crop.margin": NON_NEGATIVE,
+    "hand_crop.min_side": NON_NEGATIVE,
+    "hand_crop.fallback_side": POSITIVE,
+    "hand_crop.score_threshold": FRACTION,
+    "hand_crop.min_points": _integer(1, NUM_HAND_KEYPOINTS),
+    "hand_crop.reach": _number("", lambda v: True),
+    "hand_crop.shift": NON_NEGATIVE,
+    "hand_crop.scale_min": POSITIVE,
+    "hand_crop.scale_max": POSITIVE,
+    "hand_crop.rotation_deg": _number(" in [0, 180]", lambda v: 0 <= v <= 180),
     "distributed.coordinator": _coordinator,
     "distributed.num_processes": POSITIVE_INT,
     "distributed.process_id": NON_NEGATIVE_INT,
@@ -250,6 +266,7 @@ def _cross_checks(values: dict[str, object], device_count: int, process_count: i
     if scale_min is not None and scale_max is not None and scale_min > scale_max:
         problems.append(f"{_flag('augment.scale_min', scale_min)}: must be <= "
                         f"augment.scale_max={scale_max!r}")
+    problems += _task_checks(values)
     size = values.get("data.image_size")
     if size is not None and size % BACKBONE_STRIDE:
         problems.append(f"{_flag('data.image_size', size)}: must be divisible by "
@@ -264,6 +281,27 @@ def _cross_checks(values: dict[str, object], device_count: int, process_count: i
                     f"output size for data.image_size={size} and model.deconv_layers={layers} "
                     f"(image_size / {BACKBONE_STRIDE} * 2 ** deconv_layers)")
     problems += _distributed_checks(values)
+    return problems
+
+
+def _task_checks(values: dict[str, object]) -> list[str]:
+    """The keypoint count and best metric must be the task's; hand jitter ranges ordered."""
+    task = values.get("task")
+    problems = []
+    if task is None:
+        return problems
+    count = values.get("model.num_keypoints")
+    if count is not None and count != TASK_KEYPOINTS[task]:
+        problems.append(f"{_flag('model.num_keypoints', count)}: must be "
+                        f"{TASK_KEYPOINTS[task]} for task={task!r}")
+    metric = values.get("train.best_metric")
+    if metric is not None and metric not in metric_names(task):
+        problems.append(f"{_flag('train.best_metric', metric)}: must be one of "
+                        f"{', '.join(metric_names(task))} for task={task!r}")
+    low, high = values.get("hand_crop.scale_min"), values.get("hand_crop.scale_max")
+    if low is not None and high is not None and low > high:
+        problems.append(f"{_flag('hand_crop.scale_min', low)}: must be <= "
+                        f"hand_crop.scale_max={high!r}")
     return problems
 
 

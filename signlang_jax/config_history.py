@@ -23,7 +23,7 @@ from signlang_jax.errors import ConfigError
 # Config fields that change parameter shapes or the meaning of the outputs: a workdir trained with
 # other values cannot be resumed.
 ARCHITECTURE_FIELDS = (
-    "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
+    "task", "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
     "model.deconv_filters", "model.deconv_kernel", "model.final_kernel", "model.heatmap_size",
     "data.image_size",
 )  # fmt: skip

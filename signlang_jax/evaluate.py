@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib.machinery
 import importlib.util
-import json
 import math
 import sys
 import traceback
 from pathlib import Path
 
-import cv2
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -37,20 +35,28 @@ from signlang_jax.data.pipeline import (
     load_records,
     record_image,
 )
-from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.errors import ConfigError, TrainingError
+from signlang_jax.eval_report import (
+    GROUP_NAMES,
+    HAND_PCK_NAME,
+    format_hand_table,
+    format_table,
+    write_report,
+)
 from signlang_jax.inference import (
     DECODERS,
     Predictor,
     add_checkpoint_arguments,
     add_dtype_argument,
+    add_hand_arguments,
     load_for_inference,
+    load_hand_stage,
     to_original,
 )
-from signlang_jax.keypoints import GROUP_COLORS, GROUPS, KEYPOINT_NAMES, group_of
+from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
 from signlang_jax.metrics import (
     coco_keypoint_ap,
-    normalized_distances,
+    hand_metrics,
     oks,
     part_boxes,
     part_pck_counts,
@@ -59,8 +65,6 @@ from signlang_jax.metrics import (
 )
 from signlang_jax.validation import HAND_PCK_THRESHOLD, HANDS, hand_pck
 
-GROUP_NAMES = ("all", *GROUPS)
-HAND_PCK_NAME = f"hand_pck@{HAND_PCK_THRESHOLD}"
 # Problems of the user's files, flags or checkpoint: one ERROR line, no traceback.
 USER_ERRORS = (DatasetError, ConfigError, TrainingError, ValueError, OSError)
 
@@ -151,10 +155,13 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
                   progress: bool = True) -> dict[str, np.ndarray]:
     """Predictions for every record of a split (`load_records`), in original-image pixels.
 
-    Returns pred (M, K, 3), gt (M, K, 3), bbox (M, 4), mse (M, K) heatmap MSE.
+    Returns pred (M, K, 3), gt (M, K, 3), bbox (M, 4), mse (M, K) heatmap MSE; with a hand
+    stage, pred is the two-stage result and pred_body the body model's own prediction.
     """
     config = predictor.config
     out = {"pred": [], "gt": [], "bbox": [], "mse": []}
+    if predictor.hand_stage is not None:
+        out["pred_body"] = []
     # Closing (the `with`) stops grain's worker processes and frees their shared memory on every
     # exit, errors and Ctrl-C included (see BatchIterator.close).
     with (make_iterator(config, "val", source=records, batch_size=batch_size, shard_index=0,
@@ -165,9 +172,16 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
             targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,
                                       heatmaps.shape[1], config.model.sigma)
             mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
-            for i in np.flatnonzero(batch["mask"]):
-                record = records[int(batch["index"][i])]
-                out["pred"].append(to_original(keypoints[i], batch["affine"][i]))
+            kept = np.flatnonzero(batch["mask"])
+            body = [to_original(keypoints[i], batch["affine"][i]) for i in kept]
+            batch_records = [records[int(batch["index"][i])] for i in kept]
+            out["pred"] += body
+            if predictor.hand_stage is not None:
+                out["pred_body"] += body
+                frames = [record_image(r) for r in batch_records]  # original resolution
+                out["pred"][-len(body):] = list(predictor.hand_stage.refine(frames,
+                                                                            np.stack(body)))
+            for i, record in zip(kept, batch_records, strict=True):
                 out["gt"].append(record["keypoints"])
                 out["bbox"].append(record["bbox"])
                 out["mse"].append(mse[i])
@@ -209,79 +223,13 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray,
     return metrics
 
 
-def _cell(value: float, width: int) -> str:
-    return f"{'' if math.isnan(value) else f'{value:.4f}':>{width}}"
-
-
-def format_table(metrics: dict) -> str:
-    """The compact table the CLI prints."""
-    ap, hand = metrics["oks_ap"], metrics[HAND_PCK_NAME]
-    own_pck = f"PCK@{HAND_PCK_THRESHOLD}"
-    lines = [f"{'':11} {'PCK@0.05':>8} {'PCK@0.1':>8} {'EPE px':>7} {'OKS AP':>7} "
-             f"{'own box: AP':>12} {own_pck:>8}"]
-    for g in GROUP_NAMES:
-        own = ap.get(f"{g}_own_box", {}).get("AP", math.nan)
-        lines.append(f"{g:11} {metrics['pck@0.05'][g]:8.4f} {metrics['pck@0.1'][g]:8.4f} "
-                     f"{metrics['epe_px'][g]:7.2f} {ap[g]['AP']:7.4f} {_cell(own, 12)} "
-                     f"{_cell(hand.get(g, math.nan), 8)}".rstrip())
-    lines.append(f"images {metrics['num_images']}, mean OKS {metrics['oks_mean']:.4f}, "
-                 f"heatmap MSE {metrics['heatmap_mse']:.3e}, hands {own_pck} with their own "
-                 f"box {hand['hands']:.4f}")
-    return "\n".join(lines)
-
-
-def pck_bar_chart(per_keypoint: dict[str, float], title: str) -> np.ndarray:
-    """An RGB bar chart of per-keypoint PCK, bars coloured by group, names rotated."""
-    bar_w, plot_h, top, label_h, left = 14, 300, 40, 190, 50
-    width = left + bar_w * len(per_keypoint) + 20
-    chart = np.full((top + plot_h + label_h, width, 3), 255, np.uint8)
-    cv2.putText(chart, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    for tick in (0.0, 0.5, 1.0):
-        y = top + int(plot_h * (1 - tick))
-        cv2.line(chart, (left, y), (width - 20, y), (200, 200, 200), 1)
-        cv2.putText(chart, f"{tick:.1f}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0))
-    for k, (name, value) in enumerate(per_keypoint.items()):
-        x = left + k * bar_w
-        if not math.isnan(value):
-            y = top + int(plot_h * (1 - value))
-            cv2.rectangle(chart, (x + 1, y), (x + bar_w - 2, top + plot_h),
-                          GROUP_COLORS[group_of(k)], -1)
-        label = np.full((bar_w, label_h, 3), 255, np.uint8)
-        cv2.putText(label, name, (2, bar_w - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        chart[top + plot_h:, x:x + bar_w] = cv2.rotate(label, cv2.ROTATE_90_CLOCKWISE)
-    return chart
-
-
-def worst_grid(records: SampleSource | PackedSource, pred: np.ndarray, gt: np.ndarray,
-               bbox: np.ndarray, count: int, tile: int = 256) -> np.ndarray:
-    """Grid of the `count` images with the largest mean normalised error."""
-    error = normalized_distances(pred, gt, bbox)
-    error = np.where(gt[..., 2] > 0, error, np.nan)
-    order = np.argsort(-np.nan_to_num(np.nanmean(error, axis=1), nan=-1.0))[:count]
-    tiles = []
-    for i in order:
-        image = record_image(records[i])
-        scale = tile / max(image.shape[:2])
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        canvas = np.zeros((tile, tile, 3), np.uint8)
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        canvas[:size[1], :size[0]] = resized
-        scaled_gt, scaled_pred = gt[i].copy(), pred[i].copy()
-        scaled_gt[:, :2] = (gt[i, :, :2] + 0.5) * scale - 0.5
-        scaled_pred[:, :2] = (pred[i, :, :2] + 0.5) * scale - 0.5
-        canvas = draw_points(canvas, scaled_gt, (255, 255, 255))
-        tiles.append(draw_skeleton(canvas, scaled_pred, threshold=0.0, draw_hidden=False))
-    return image_grid(tiles, columns=4)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.evaluate",
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
     add_dtype_argument(parser)
+    add_hand_arguments(parser)
     parser.add_argument("--config", default=None,
                         help="optional Python config file (get_config(), e.g. configs/default.py) "
                         "whose data/augment fields replace the checkpoint's, e.g. "
@@ -311,19 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,
-                 result: dict[str, np.ndarray], worst: int) -> None:
-    """metrics.json, the per-keypoint PCK chart and (worst > 0) the worst-cases grid in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_rgb(str(out / "pck_per_keypoint.png"),
-              pck_bar_chart(metrics["pck@0.1_per_keypoint"],
-                            f"PCK@0.1 per keypoint, step {metrics['step']}"))
-    if worst > 0:
-        write_rgb(str(out / "worst.jpg"), worst_grid(records, result["pred"], result["gt"],
-                                                     result["bbox"], worst))
-
-
 def evaluate(args: argparse.Namespace) -> int:
     """Evaluate as the parsed flags say; print the table; write the report; return the exit code."""
     try:
@@ -338,7 +273,12 @@ def evaluate(args: argparse.Namespace) -> int:
                 config.data[field] = value
         config.data.synthetic_num = 0
         records = load_eval_records(config.data, args.split)
-        predictor = Predictor(loaded.model, config, args.decoder, args.flip_test)
+        if config.get("task", "wholebody") == "hand":
+            raise ConfigError(f"--checkpoint {args.checkpoint} is a hand model: evaluate the "
+                              "pair with --checkpoint BODY_RUN --hand-checkpoint HAND_RUN")
+        hand_stage = (None if args.hand_checkpoint is None else load_hand_stage(
+            args.hand_checkpoint, None, args.dtype, args.hand_min_score, args.decoder))
+        predictor = Predictor(loaded.model, config, args.decoder, args.flip_test, hand_stage)
         print(f"evaluating step {step} of {args.checkpoint} on {len(records)} {args.split} "
               f"images of {config.data.root} (decoder {args.decoder}, flip test "
               f"{'on' if args.flip_test else 'off'})", file=sys.stderr)
@@ -350,7 +290,17 @@ def evaluate(args: argparse.Namespace) -> int:
     metrics.update({"checkpoint": str(args.checkpoint), "step": step, "split": args.split,
                     "data_root": str(config.data.root), "decoder": args.decoder,
                     "flip_test": args.flip_test})
+    if "pred_body" in result:
+        metrics["hands"] = {
+            "body_model": hand_metrics(result["pred_body"], result["gt"], result["bbox"]),
+            "body_plus_hand_stage": hand_metrics(result["pred"], result["gt"], result["bbox"]),
+            "hand_checkpoint": str(args.hand_checkpoint),
+            "hand_min_score": args.hand_min_score}
+    else:
+        metrics["hands"] = {"body_model": hand_metrics(result["pred"], result["gt"],
+                                                       result["bbox"])}
     print(format_table(metrics))
+    print(format_hand_table(metrics["hands"]))
     out = Path(args.out) if args.out else default_out_dir(
         loaded.directory.parent, step, args.split, config.data.root, trained_root)
     try:

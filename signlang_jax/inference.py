@@ -5,7 +5,9 @@ training workdir (checkpoint syntax: `signlang_jax.restore`), computing in float
 bfloat16 or the run's own model.dtype; `Predictor` wraps it in one jitted function:
 uint8 batch -> heatmaps -> keypoints, with the decoder (argmax + quarter shift, or DARK) and the
 optional flip test of `signlang_jax.codec`. `Predictor.predict_image` letterboxes any image to the
-model's input size and maps the keypoints back to the original pixels.
+model's input size and maps the keypoints back to the original pixels. Given a hand stage
+(`load_hand_stage`: a hand-model checkpoint, `signlang_jax.hand_stage`), the hand points are then
+refined on crops of the original image.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from flax import nnx
 
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
+from signlang_jax.errors import ConfigError
+from signlang_jax.hand_stage import DEFAULT_MIN_SCORE, HandStage
 from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
 
@@ -48,6 +52,34 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
                         "it), bfloat16 (faster on GPUs, no faster on CPU) or trained (the run's "
                         "own model.dtype: auto = bfloat16 on a GPU, float32 on CPU); the weights "
                         "stay float32")
+
+
+def add_hand_arguments(parser: argparse.ArgumentParser) -> None:
+    """The optional hand-stage flags (--hand-checkpoint, --hand-min-score) of the CLIs."""
+    parser.add_argument("--hand-checkpoint", default=None,
+                        help="hand-model training workdir (configs/hand.py), same syntax as "
+                        "--checkpoint (best step by default): refine both hands on crops of "
+                        "the original image (docs/HANDS.md)")
+    parser.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
+                        help="merge rule: a hand-model point replaces the body model's when "
+                        f"its score is at least this (default {DEFAULT_MIN_SCORE}; 0 = always)")
+
+
+def load_hand_stage(checkpoint: str | Path, step: str | int | None = None,
+                    dtype: str = "float32", min_score: float = DEFAULT_MIN_SCORE,
+                    decoder: str = "argmax", batch_size: int = 16) -> HandStage:
+    """The hand stage of a hand-model checkpoint, with its training run's crop rule."""
+    from signlang_jax.data.hand_crops import hand_crop_rule
+
+    loaded = load_for_inference(checkpoint, step, dtype)
+    if loaded.config.get("task", "wholebody") != "hand":
+        raise ConfigError(f"--hand-checkpoint {checkpoint}: {loaded.directory} is a "
+                          f"{loaded.config.get('task', 'wholebody')} model; expected a hand "
+                          "model trained with configs/hand.py (task='hand')")
+    predictor = Predictor(loaded.model, loaded.config, decoder)
+    return HandStage(lambda crops: predictor.predict_batch(crops)[0],
+                     loaded.config.data.image_size, hand_crop_rule(loaded.config), min_score,
+                     batch_size)
 
 
 def load_for_inference(checkpoint: str | Path, step: str | int | None = None,
@@ -78,10 +110,18 @@ class Predictor:
     """Jitted batch prediction with a chosen decoder and optional flip test."""
 
     def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict,
-                 decoder: str = "argmax", flip_test: bool = False) -> None:
+                 decoder: str = "argmax", flip_test: bool = False,
+                 hand_stage: HandStage | None = None) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if flip_test and config.get("task", "wholebody") == "hand":
+            raise ValueError("the hand model has no flip test: a mirrored left hand is a right "
+                             "hand, which it is not trained on")
+        if hand_stage is not None and config.get("task", "wholebody") == "hand":
+            raise ConfigError("a hand stage refines a whole-body model's hands; --checkpoint "
+                              "names a hand model")
         self.config = config
+        self.hand_stage = hand_stage
         self.image_size = config.data.image_size
         graphdef, state = nnx.split(model)
         self._state = state
@@ -104,7 +144,10 @@ class Predictor:
         sample = augment_sample(image, dummy, np.array([0, 0, w, h], np.float32),
                                 self.image_size, None, AugmentParams())
         keypoints, _ = self.predict_batch(sample["image"][None])
-        return to_original(keypoints[0], sample["affine"])
+        keypoints = to_original(keypoints[0], sample["affine"])
+        if self.hand_stage is not None:
+            keypoints = self.hand_stage.refine([image], keypoints[None])[0]
+        return keypoints
 
 
 def to_original(keypoints: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -124,3 +124,13 @@ GROUP_COLORS: dict[str, tuple[int, int, int]] = {
     "right_hand": (255, 65, 54),
     "face": (255, 220, 0),
 }
+
+
+def embed_hand(points: np.ndarray, hand: str = "left_hand") -> np.ndarray:
+    """(..., 21, C) points of one hand placed in a (..., 64, C) whole-body array (zeros elsewhere).
+
+    For drawing and scoring a hand model's output with the 64-point tools.
+    """
+    out = np.zeros((*points.shape[:-2], NUM_KEYPOINTS, points.shape[-1]), points.dtype)
+    out[..., GROUPS[hand].start:GROUPS[hand].stop, :] = points
+    return out

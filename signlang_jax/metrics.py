@@ -150,3 +150,42 @@ def coco_keypoint_ap(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray,
     stats = evaluator.stats
     return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
             "AR": float(stats[5])}
+
+
+HAND_GROUPS = ("left_hand", "right_hand")
+
+
+def hand_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray) -> dict[str, dict]:
+    """Hand accuracy both ways, per hand and for both hands together ("hands").
+
+    pck@0.05, pck@0.1: whole-body box; pck@0.2_own_box and oks_ap_own_box: each hand's own box
+    (`part_boxes`, the hand benchmarks' convention); epe_px: mean end-point error in the
+    pixels of `pred` and `gt`. PCK is averaged over keypoints as `pck_summary`.
+    """
+    parts = {**{h: list(GROUPS[h]) for h in HAND_GROUPS},
+             "hands": list(GROUPS["left_hand"]) + list(GROUPS["right_hand"])}
+    out: dict[str, dict] = {}
+    visible = gt[..., 2] > 0
+    dist = np.linalg.norm(pred[..., :2] - gt[..., :2], axis=-1)
+    for name, idx in parts.items():
+        row: dict[str, float] = {}
+        for t in (0.05, 0.1):
+            row[f"pck@{t}"] = _mean_pck(*pck_counts(pred[:, idx], gt[:, idx], bbox, t))
+        own = [part_pck_counts(pred, gt, GROUPS[h], 0.2) for h in HAND_GROUPS
+               if name in (h, "hands")]
+        row["pck@0.2_own_box"] = _mean_pck(np.concatenate([c for c, _ in own]),
+                                           np.concatenate([t for _, t in own]))
+        aps = [coco_keypoint_ap(pred, gt, part_boxes(gt, GROUPS[h]), GROUPS[h])["AP"]
+               for h in HAND_GROUPS if name in (h, "hands")]
+        row["oks_ap_own_box"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float(
+            "nan")
+        sel = visible[:, idx]
+        row["epe_px"] = float(dist[:, idx][sel].mean()) if sel.any() else float("nan")
+        out[name] = row
+    return out
+
+
+def _mean_pck(correct: np.ndarray, total: np.ndarray) -> float:
+    """Mean over keypoints with a visible sample of correct / total; NaN if none."""
+    valid = total > 0
+    return float((correct[valid] / total[valid]).mean()) if valid.any() else float("nan")

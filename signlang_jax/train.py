@@ -42,7 +42,7 @@ from signlang_jax.config_history import (
     record_config,
 )
 from signlang_jax.data.iterator import BatchIterator, make_iterator
-from signlang_jax.data.pipeline import load_records
+from signlang_jax.data.pipeline import task_records
 from signlang_jax.distributed import check_replicas_agree, sync_processes
 from signlang_jax.errors import TrainingError
 from signlang_jax.metric_log import MetricLogger
@@ -271,8 +271,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     workdir.mkdir(parents=True, exist_ok=True)
     config = prepare_data(config, workdir)
     check_against(load_previous_config(workdir), config, str(workdir / "config.json"))
-    train_samples = load_records(config.data, "train")
-    val_samples = load_records(config.data, "val")
+    train_samples = task_records(config, "train")
+    val_samples = task_records(config, "val")
     steps = total_train_steps(config, len(train_samples))
     graphdef, state, schedule = create_state(config, steps)
     trainer = make_trainer(config, graphdef, state, schedule)

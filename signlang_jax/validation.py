@@ -8,6 +8,11 @@ Metrics (the names `train.best_metric` may choose from are `METRIC_NAMES`):
                                       PCK@0.2 normalised by each hand's own box (the hand
                                       benchmarks' convention): responds to errors at hand scale
 
+The hand model (config.task = "hand") is scored on its val crops (`HAND_METRIC_NAMES`):
+val/loss, val/hand_pck@0.1 and val/hand_pck@0.2 with the hand's own box. Both ratios are
+invariant to the crop's scale, so they equal the same PCK in the original image; they use the
+labelled hand region (the two-stage figures with the body model's regions come from evaluate).
+
 With several processes each reads its shard and every process gets the same global metrics.
 """
 
@@ -22,7 +27,7 @@ import numpy as np
 
 from signlang_jax.data.pipeline import make_dataset
 from signlang_jax.distributed import gather_hosts
-from signlang_jax.keypoints import GROUPS
+from signlang_jax.keypoints import GROUPS, embed_hand
 from signlang_jax.metrics import part_pck_counts, pck_counts, pck_summary
 
 PCK_THRESHOLDS = (0.05, 0.1)
@@ -35,6 +40,15 @@ METRIC_NAMES: tuple[str, ...] = (
     *(f"val/hand_pck@{HAND_PCK_THRESHOLD}" + suffix
       for suffix in ("", *(f"/{h}" for h in HANDS))),
 )
+
+HAND_METRIC_NAMES: tuple[str, ...] = (
+    "val/loss", "val/hand_pck@0.1", f"val/hand_pck@{HAND_PCK_THRESHOLD}",
+)
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """The validation metrics of `config.task`: whole-body or hand-model names."""
+    return HAND_METRIC_NAMES if task == "hand" else METRIC_NAMES
 
 
 def metric_mode(name: str) -> str:
@@ -72,6 +86,8 @@ def validate(eval_step: object, place: object, state: object, config: ml_collect
     puts a host batch on the devices. Returns (metrics, images): up to `max_images` (image,
     predicted keypoints) pairs for drawing.
     """
+    if config.get("task", "wholebody") == "hand":
+        return validate_hands(eval_step, place, state, config, samples, max_images)
     num_keypoints = len(samples[0]["keypoints"])
     zeros = np.zeros(num_keypoints, np.int64)
     counts = {t: (zeros, zeros) for t in PCK_THRESHOLDS}
@@ -122,3 +138,34 @@ def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str,
     both = np.concatenate(list(per_point.values()))
     out[name] = float(np.nanmean(both)) if np.isfinite(both).any() else math.nan
     return out
+
+
+def validate_hands(eval_step: object, place: object, state: object,
+                   config: ml_collections.ConfigDict, samples: Sequence,
+                   max_images: int = 0) -> tuple[dict, list]:
+    """The hand model's val loss and own-box PCK@0.1/0.2 over the split's hand crops."""
+    thresholds = (0.1, HAND_PCK_THRESHOLD)
+    counts = {t: (0, 0) for t in thresholds}
+    loss_sum, n = 0.0, 0
+    images = []
+    for local in val_batches(config, samples):
+        predicted, per_sample = eval_step(state, place(local))
+        predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
+        keys = ("keypoints", "bbox", "mask") + (("image",) if len(images) < max_images else ())
+        batch = gather_hosts({k: local[k] for k in keys})
+        mask = batch["mask"]
+        loss_sum += float(per_sample[mask].sum())
+        n += int(mask.sum())
+        for t in thresholds:
+            correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t, mask)
+            counts[t] = (counts[t][0] + correct, counts[t][1] + total)
+        for i in np.flatnonzero(mask)[: max(0, max_images - len(images))]:
+            images.append((batch["image"][i], embed_hand(predicted[i])))
+    metrics = {"val/loss": loss_sum / max(n, 1)}
+    for t in thresholds:
+        correct, total = counts[t]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_point = np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+        metrics[f"val/hand_pck@{t}"] = (float(np.nanmean(per_point))
+                                        if np.isfinite(per_point).any() else math.nan)
+    return metrics, images

@@ -156,7 +156,8 @@ def test_packed_source_pickles_and_has_a_content_repr(folder_and_pack):
 
 def test_evaluation_reads_packed_records(folder_and_pack):
     folder, packed = folder_and_pack
-    from signlang_jax.evaluate import predict_split, worst_grid
+    from signlang_jax.eval_report import worst_grid
+    from signlang_jax.evaluate import predict_split
 
     class ZeroPredictor:  # stands in for inference.Predictor: a fixed prediction
         def __init__(self, config):

@@ -31,13 +31,14 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grain
 import ml_collections
 import numpy as np
 
+from signlang_jax.crop import HandCropRule
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.data.dataset import (
     DatasetError,
@@ -47,6 +48,14 @@ from signlang_jax.data.dataset import (
     read_image,
     scan_dataset,
     split_samples,
+)
+from signlang_jax.data.hand_crops import (
+    HandJitter,
+    HandSource,
+    crop_hand,
+    hand_crop_rule,
+    hand_jitter,
+    training_weights,
 )
 from signlang_jax.data.report import format_report
 
@@ -157,22 +166,53 @@ def record_image(record: dict) -> np.ndarray:
 
 
 def load_sample(record: dict, rng: np.random.Generator | None, size: int,
-                params: AugmentParams) -> dict[str, np.ndarray]:
-    """Decode and letterbox one record; augment it when `rng` is given (training)."""
+                params: AugmentParams, occluded_weight: float = 0.0) -> dict[str, np.ndarray]:
+    """Decode and letterbox one record; augment it when `rng` is given (training).
+
+    In training, hidden points inside the image get loss weight `occluded_weight`
+    (`config.data.occluded_weight`, for labels whose hidden points are exact).
+    """
     image = record_image(record)
-    out = augment_sample(image, record["keypoints"], record["bbox"], size, rng, params)
+    keypoints = record["keypoints"]
+    if rng is not None and occluded_weight > 0:
+        keypoints = keypoints.copy()
+        keypoints[:, 2] = training_weights(keypoints, image.shape[1], image.shape[0],
+                                           occluded_weight)
+    out = augment_sample(image, keypoints, record["bbox"], size, rng, params)
     out["index"] = np.int32(record["index"])
     out["mask"] = np.bool_(True)
     return out
 
 
-def _train_map(record: dict, rng: np.random.Generator, size: int,
-               params: AugmentParams) -> dict[str, np.ndarray]:
-    return load_sample(record, rng, size, params)
+def load_hand_sample(record: dict, rng: np.random.Generator | None, size: int,
+                     params: AugmentParams, rule: HandCropRule, jitter: HandJitter,
+                     occluded_weight: float = 0.0) -> dict[str, np.ndarray]:
+    """Decode one hand record (`HandSource`) and crop its hand; jittered when `rng` is given."""
+    out = crop_hand(record_image(record), record["keypoints"], record["hand"], size, rule, rng,
+                    jitter, params, occluded_weight)
+    out["index"] = np.int32(record["index"])
+    out["mask"] = np.bool_(True)
+    return out
 
 
-def _eval_map(record: dict, size: int, params: AugmentParams) -> dict[str, np.ndarray]:
-    return load_sample(record, None, size, params)
+def _train_map(record: dict, rng: np.random.Generator, load: Callable) -> dict[str, np.ndarray]:
+    return load(record, rng)
+
+
+def _eval_map(record: dict, load: Callable) -> dict[str, np.ndarray]:
+    return load(record, None)
+
+
+def sample_loader(config: ml_collections.ConfigDict) -> Callable:
+    """`load(record, rng)` for `config.task`: letterboxed images or hand crops."""
+    size, params = config.data.image_size, augment_params(config)
+    occluded_weight = config.data.get("occluded_weight", 0.0)
+    if config.get("task", "wholebody") == "hand":
+        return functools.partial(load_hand_sample, size=size, params=params,
+                                 rule=hand_crop_rule(config), jitter=hand_jitter(config),
+                                 occluded_weight=occluded_weight)
+    return functools.partial(load_sample, size=size, params=params,
+                             occluded_weight=occluded_weight)
 
 
 def pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
@@ -261,6 +301,13 @@ def load_records(data: ml_collections.ConfigDict, split: str) -> SampleSource | 
     return SampleSource(load_split(data, split))
 
 
+def task_records(config: ml_collections.ConfigDict, split: str
+                 ) -> SampleSource | PackedSource | HandSource:
+    """The records `config.task` trains on: the split's samples, or two hand records each."""
+    records = load_records(config.data, split)
+    return HandSource(records) if config.get("task", "wholebody") == "hand" else records
+
+
 def make_dataset(config: ml_collections.ConfigDict, split: str, *,
                  batch_size: int | None = None, seed: int | None = None,
                  shard_index: int | None = None, shard_count: int | None = None,
@@ -292,7 +339,9 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     num_workers = config.data.num_workers if num_workers is None else num_workers
     if source is None:
         source = load_records(config.data, split) if samples is None else SampleSource(samples)
-    size, params = config.data.image_size, augment_params(config)
+    if config.get("task", "wholebody") == "hand" and not isinstance(source, HandSource):
+        source = HandSource(source)
+    load = sample_loader(config)
 
     # Each process reads with a few threads (OpenCV releases the GIL); grain's default of 16
     # threads and 500 prefetched samples per worker oversubscribes the cores and the memory.
@@ -305,10 +354,10 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
             raise ValueError(f"the train split has {len(ds)} samples for this process, fewer "
                              f"than one batch of {local_batch}")
         ds = ds.shuffle(seed=seed).repeat(num_epochs)
-        ds = ds.random_map(functools.partial(_train_map, size=size, params=params), seed=seed)
+        ds = ds.random_map(functools.partial(_train_map, load=load), seed=seed)
         it_ds = ds.to_iter_dataset(read_options).batch(local_batch, drop_remainder=True)
     else:
-        ds = ds.map(functools.partial(_eval_map, size=size, params=params))
+        ds = ds.map(functools.partial(_eval_map, load=load))
         it_ds = ds.to_iter_dataset(read_options).batch(local_batch, drop_remainder=False)
         it_ds = it_ds.map(functools.partial(pad_batch, batch_size=local_batch))
     if num_workers > 0:

@@ -1,0 +1,36 @@
+"""Demo hand model: trains on this 2-core CPU beside configs/demo.py (make demo).
+
+python -m signlang_jax.main --config configs/demo_hand.py --workdir runs/demo_hand \
+    --config.data.root=runs/demo/data
+
+Crops of 64 x 64 from the demo's 256 x 256 synthetic images (a hand there spans 30-70 px, so the
+crop is at about native resolution), 16 x 16 heatmaps, a half-width ResNet-18.
+"""
+
+import ml_collections
+
+from configs import hand
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Small, fast hand-model configuration for the CPU demo."""
+    config = hand.get_config()
+    config.data.root = ""  # -> WORKDIR/data, rendered like the body demo's if missing
+    config.data.synthetic_num = 2000
+    config.data.synthetic_size = 256
+    config.data.num_workers = 1  # the train step uses the other core
+    config.data.image_size = 64
+    # The synthetic generator's hidden fingers have exact positions: train them at half weight.
+    config.data.occluded_weight = 0.5
+    config.model.width = 32
+    config.model.deconv_filters = 64
+    config.model.heatmap_size = 16
+    config.model.sigma = 1.5
+    config.optim.lr = 3e-3
+    config.optim.warmup_steps = 100
+    config.train.batch_size = 32
+    config.train.num_steps = 1500
+    config.train.log_every_steps = 20
+    config.train.eval_every_steps = 500
+    config.train.checkpoint_every_steps = 500
+    return config

@@ -1,0 +1,101 @@
+"""The hand stage: crop both hands from the frame around the body model's points, run the hand
+model on the crops, map its points back into the frame and merge them into the 64 points.
+
+    body keypoints (64, 3), frame pixels
+      -> `hand_crop_matrices` (signlang_jax.crop): one square per hand, right hands mirrored
+      -> crops of the ORIGINAL frame, C x C -> hand model -> (21, 3) per crop, crop pixels
+      -> inverse affine -> frame pixels -> merged where the hand model is confident
+
+numpy only: the hand model is any callable `uint8 (M, C, C, 3) -> (M, 21, 3)` (x, y, score in
+crop pixels), so the JAX predictor (`signlang_jax.inference.load_hand_stage`) and an
+onnxruntime session (`interop.onnx_runtime`) run exactly the same crops and merge.
+
+Merge rule: a hand point of the body model is replaced by the hand model's when the hand model's
+score (its heatmap peak) is at least `min_score`. docs/HANDS.md gives the measured comparison
+with "always replace" and "replace where the hand score beats the body score".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from signlang_jax.crop import HandCropRule, apply_affine, hand_crop_matrices, invert_affine
+from signlang_jax.data.augment import warp_image
+from signlang_jax.keypoints import GROUPS
+
+HandModel = Callable[[np.ndarray], np.ndarray]
+DEFAULT_MIN_SCORE = 0.2  # merge rule (docs/HANDS.md): hand points at or above replace the body's
+
+
+@dataclasses.dataclass(frozen=True)
+class HandCrop:
+    """One hand crop of one frame: which image and hand, the frame -> crop affine, the pixels."""
+
+    image_index: int
+    hand: str
+    matrix: np.ndarray
+    pixels: np.ndarray
+
+
+def cut_hand_crops(images: Sequence[np.ndarray], keypoints: np.ndarray, rule: HandCropRule,
+                   size: int) -> list[HandCrop]:
+    """Both hands' crops of every frame (hands without a region are left out).
+
+    images: RGB uint8 frames of any size; keypoints: (N, 64, 3) body-model points in frame pixels.
+    """
+    crops = []
+    for n, image in enumerate(images):
+        for hand, matrix in hand_crop_matrices(keypoints[n], rule, size):
+            if matrix is not None:
+                crops.append(HandCrop(n, hand, matrix, warp_image(image, matrix, size)))
+    return crops
+
+
+def merge_hand(keypoints: np.ndarray, hand: str, points: np.ndarray, min_score: float
+               ) -> np.ndarray:
+    """(64, 3) keypoints with `hand`'s points replaced by `points` (21, 3) where confident."""
+    out = keypoints.copy()
+    indices = np.asarray(GROUPS[hand])
+    take = points[:, 2] >= min_score
+    out[indices[take]] = points[take]
+    return out
+
+
+@dataclasses.dataclass
+class HandStage:
+    """Refines the hand points of body-model predictions with a hand model on frame crops."""
+
+    predict_crops: HandModel
+    crop_size: int
+    rule: HandCropRule = dataclasses.field(default_factory=HandCropRule)
+    min_score: float = DEFAULT_MIN_SCORE
+    batch_size: int = 16  # crops per hand-model call; the last call is padded to this size
+
+    def hand_points(self, images: Sequence[np.ndarray], keypoints: np.ndarray
+                    ) -> list[tuple[HandCrop, np.ndarray]]:
+        """[(crop, its (21, 3) hand-model points in FRAME pixels)] for every hand of every frame."""
+        crops = cut_hand_crops(images, keypoints, self.rule, self.crop_size)
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start:start + self.batch_size]
+            pixels = np.stack([c.pixels for c in chunk])
+            # A fixed batch shape: a jitted hand model compiles once.
+            padded = np.zeros((self.batch_size, *pixels.shape[1:]), np.uint8)
+            padded[:len(chunk)] = pixels
+            predicted = np.asarray(self.predict_crops(padded))[:len(chunk)]
+            for crop, points in zip(chunk, predicted, strict=True):
+                frame_xy = apply_affine(points[:, :2], invert_affine(crop.matrix))
+                out.append((crop, np.concatenate([frame_xy, points[:, 2:3]], 1
+                                                 ).astype(np.float32)))
+        return out
+
+    def refine(self, images: Sequence[np.ndarray], keypoints: np.ndarray) -> np.ndarray:
+        """(N, 64, 3) keypoints with each hand's points merged from the hand model."""
+        out = np.array(keypoints, np.float32, copy=True)
+        for crop, points in self.hand_points(images, out):
+            out[crop.image_index] = merge_hand(out[crop.image_index], crop.hand, points,
+                                               self.min_score)
+        return out
