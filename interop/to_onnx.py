@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import json
 import logging
 import os
 import sys
@@ -35,18 +34,25 @@ from pathlib import Path
 
 import numpy as np
 
+from interop.onnx_metadata import (
+    HEATMAPS_NAME,
+    INPUT_NAME,
+    KEYPOINTS_NAME,
+    VERIFY_COUNT,
+    model_metadata,
+    verification_images,
+)
+
 EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript")
 INSTALL_HINT = "install the export extra: pip install -e '.[export]'"
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
-INPUT_NAME, HEATMAPS_NAME, KEYPOINTS_NAME = "images", "heatmaps", "keypoints"
 # Max abs heatmap difference, onnxruntime vs JAX: float32 graphs must agree to this; an fp16
 # graph is checked against FP16_TOLERANCE x max(1, peak |heatmap|) (half precision keeps ~3
 # significant digits through ~20 layers).
 FLOAT32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
-VERIFY_BATCH_SIZES = (1, 3)
-VERIFY_SEED = 20240601  # rendered verification images: not the training data's seed
+VERIFY_BATCH_SIZES = (1, VERIFY_COUNT)
 
 
 class ExportError(RuntimeError):
@@ -206,55 +212,7 @@ def export_graph(module: object, image_size: int, opset: int, with_keypoints: bo
     return program.model_proto
 
 
-def model_metadata(config: object, *, image_size: int, heatmap_size: int, with_keypoints: bool,
-                   fp16: bool, step: int) -> dict[str, str]:
-    """The metadata_props of the exported model: everything a deployment needs to know."""
-    from signlang_jax.keypoints import FLIP_PERMUTATION, GROUPS, KEYPOINT_NAMES, SKELETON
-    from signlang_jax.models import IMAGENET_MEAN, IMAGENET_STD
-
-    outputs = [HEATMAPS_NAME, KEYPOINTS_NAME] if with_keypoints else [HEATMAPS_NAME]
-    return {
-        "producer": "signlang-jax interop.to_onnx",
-        "input": f"{INPUT_NAME}: float32 (N, 3, {image_size}, {image_size}) RGB in [0, 1], "
-                 "ImageNet normalisation inside the graph",
-        "outputs": json.dumps(outputs),
-        "input_size": str(image_size),
-        "heatmap_size": str(heatmap_size),
-        "num_keypoints": str(config.model.num_keypoints),
-        "keypoint_names": json.dumps(list(KEYPOINT_NAMES)),
-        "flip_permutation": json.dumps(list(FLIP_PERMUTATION)),
-        "keypoint_groups": json.dumps({g: [r.start, r.stop] for g, r in GROUPS.items()}),
-        "skeleton": json.dumps([list(edge) for edge in SKELETON]),
-        "sigma": str(config.model.sigma),
-        "backbone": config.model.name,
-        "width": str(config.model.width),
-        "precision": "float16" if fp16 else "float32",
-        "normalization_mean": json.dumps(list(IMAGENET_MEAN)),
-        "normalization_std": json.dumps(list(IMAGENET_STD)),
-        "decoding": "argmax per channel, score = max, 0.25 px shift toward the larger neighbour "
-                    f"where both exist, x_input = x_heatmap * {image_size} / {heatmap_size}",
-        "checkpoint_step": str(step),
-    }
-
-
 # ----------------------------------------------------------------------------- verification
-
-
-def verification_images(image_size: int) -> dict[str, np.ndarray]:
-    """{"random", "real"}: three float32 (S, S, 3) images in [0, 1] each, NHWC."""
-    import cv2
-
-    from signlang_jax.synth import render_sample
-
-    rng = np.random.default_rng(VERIFY_SEED)
-    real = []
-    for index in range(max(VERIFY_BATCH_SIZES)):
-        image, _ = render_sample(VERIFY_SEED, index, 256)
-        interpolation = cv2.INTER_AREA if image_size < 256 else cv2.INTER_LINEAR
-        real.append(cv2.resize(image, (image_size, image_size), interpolation=interpolation))
-    return {"random": rng.random((max(VERIFY_BATCH_SIZES), image_size, image_size, 3),
-                                 dtype=np.float32),
-            "real": np.stack(real).astype(np.float32) / 255.0}
 
 
 def _near_tie(ref: np.ndarray, ref_xy: np.ndarray, got_xy: np.ndarray, margin: float,
@@ -276,8 +234,8 @@ def _near_tie(ref: np.ndarray, ref_xy: np.ndarray, got_xy: np.ndarray, margin: f
     return bool(near_x or near_y)
 
 
-def verify_onnx(path: Path, model: object, image_size: int, with_keypoints: bool,
-                fp16: bool) -> tuple[list[ParityRow], float]:
+def verify_onnx(path: Path, model: object, config: object, image_size: int,
+                with_keypoints: bool, fp16: bool) -> tuple[list[ParityRow], float]:
     """Check the file and compare onnxruntime with the JAX model; raise VerificationError.
 
     Returns (one ParityRow per image set and batch size, the heatmap tolerance used).
@@ -299,7 +257,7 @@ def verify_onnx(path: Path, model: object, image_size: int, with_keypoints: bool
     jax_forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
     decode = jax.jit(decode_heatmaps, static_argnums=1)
     rows, problems, tolerance = [], [], FLOAT32_TOLERANCE
-    for kind, images in verification_images(image_size).items():
+    for kind, images in verification_images(image_size, config).items():
         for batch in VERIFY_BATCH_SIZES:
             x = images[:batch]
             ref = np.asarray(jax_forward(state, x))  # (N, H, W, K)
@@ -410,7 +368,8 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
     onnx.save(proto, str(temporary))
     log(f"exported with torch {torch.__version__} in {time.perf_counter() - started:.1f} s; "
         "verifying with onnxruntime against JAX")
-    rows, tolerance = verify_onnx(temporary, loaded.model, size, with_keypoints, fp16)
+    rows, tolerance = verify_onnx(temporary, loaded.model, config, size, with_keypoints,
+                                  fp16)
     return ExportReport(output, loaded.step, size, heatmap_size, config.model.num_keypoints,
                         with_keypoints, fp16, opset, temporary.stat().st_size, tolerance, rows)
 

@@ -82,6 +82,9 @@ def _hand_edges(offset: int) -> list[tuple[int, int]]:
     return [(offset + a, offset + b) for a, b in edges]
 
 
+# The 20 bones of a hand in the hand model's own 21-point order (wrist = 0).
+HAND_EDGES: tuple[tuple[int, int], ...] = tuple(_hand_edges(0))
+
 _K = KEYPOINT_INDEX
 # Skeleton edges for drawing, each tagged with the group whose colour it is drawn in.
 SKELETON: tuple[tuple[int, int, str], ...] = tuple(

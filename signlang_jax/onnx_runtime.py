@@ -1,0 +1,115 @@
+"""Run exported models with onnxruntime alone: numpy, OpenCV and onnxruntime, no JAX, no torch.
+
+    predictor = OnnxPredictor("body.onnx", hand_path="hand.onnx")
+    keypoints = predictor.predict_image(rgb)  # (64, 3): x, y in the image's pixels, score
+
+The body graph runs on the letterboxed image (`signlang_jax.data.augment.letterbox_matrix`, as
+the JAX `Predictor`); the hand graph runs through the same `HandStage` as the JAX path, with the
+crop rule stored in the hand file's metadata, so both paths cut identical crops from identical
+body points. Both files must be exported with `--with-keypoints` (decoding inside the graph).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from signlang_jax.crop import HandCropRule, apply_affine, invert_affine
+from signlang_jax.data.augment import letterbox_matrix, warp_image
+from signlang_jax.hand_stage import DEFAULT_MIN_SCORE, HandStage
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that this runtime cannot use; the message names the file and the fix."""
+
+
+class OnnxModel:
+    """One exported graph: uint8 NHWC batches in, (N, K, 3) keypoints in input pixels out."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OnnxModelError(f"{self.path}: no such ONNX file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(self.path), options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise OnnxModelError(f"{self.path}: onnxruntime cannot load it: {e}") from None
+        self.metadata = self._session.get_modelmeta().custom_metadata_map
+        outputs = [o.name for o in self._session.get_outputs()]
+        if "keypoints" not in outputs:
+            raise OnnxModelError(f"{self.path}: outputs {outputs} have no 'keypoints'; export "
+                                 "it with python -m interop.to_onnx ... --with-keypoints")
+        for key in ("input_size", "task"):
+            if key not in self.metadata:
+                raise OnnxModelError(f"{self.path}: metadata field {key!r} is missing; export "
+                                     "it with this version's python -m interop.to_onnx")
+        self.input_size = int(self.metadata["input_size"])
+        self.task = self.metadata["task"]
+        self._keypoints_index = outputs.index("keypoints")
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """(N, K, 3) keypoints in input pixels for uint8 (N, S, S, 3) RGB images."""
+        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+        return self._session.run(None, {"images": x})[self._keypoints_index]
+
+
+def hand_stage_from_onnx(path: str | Path, min_score: float = DEFAULT_MIN_SCORE,
+                         batch_size: int = 16) -> HandStage:
+    """The `HandStage` of an exported hand model, with the crop rule of its metadata."""
+    model = OnnxModel(path)
+    if model.task != "hand":
+        raise OnnxModelError(f"{model.path}: metadata task={model.task!r}; expected a hand "
+                             "model (exported from a configs/hand.py run)")
+    try:
+        saved = json.loads(model.metadata["hand_crop_rule"])
+        rule = HandCropRule(**{f.name: saved[f.name] for f in dataclasses.fields(HandCropRule)})
+    except (KeyError, TypeError, ValueError) as e:
+        raise OnnxModelError(f"{model.path}: metadata field 'hand_crop_rule' is missing or "
+                             f"incomplete ({e}); re-export the hand model") from None
+    return HandStage(model.predict_batch, model.input_size, rule, min_score, batch_size)
+
+
+class OnnxPredictor:
+    """Body graph on the letterboxed frame, then (optionally) the hand stage on frame crops."""
+
+    def __init__(self, body_path: str | Path, hand_path: str | Path | None = None,
+                 hand_min_score: float = DEFAULT_MIN_SCORE) -> None:
+        self.body = OnnxModel(body_path)
+        if self.body.task != "wholebody":
+            raise OnnxModelError(f"{self.body.path}: metadata task={self.body.task!r}; "
+                                 "expected the whole-body model")
+        self.hand_stage = (None if hand_path is None
+                           else hand_stage_from_onnx(hand_path, hand_min_score))
+
+    def predict_body(self, images: list[np.ndarray]) -> np.ndarray:
+        """(N, 64, 3) body-model keypoints in each frame's own pixels."""
+        size = self.body.input_size
+        matrices = [letterbox_matrix(im.shape[1], im.shape[0], size) for im in images]
+        batch = np.stack([warp_image(im, m, size) for im, m in zip(images, matrices,
+                                                                   strict=True)])
+        keypoints = self.body.predict_batch(batch)
+        out = np.empty_like(keypoints)
+        for n, m in enumerate(matrices):
+            out[n, :, :2] = apply_affine(keypoints[n, :, :2], invert_affine(m))
+            out[n, :, 2] = keypoints[n, :, 2]
+        return out
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """(N, 64, 3) keypoints in each frame's pixels: body model, then the hand stage."""
+        keypoints = self.predict_body(images)
+        if self.hand_stage is not None:
+            keypoints = self.hand_stage.refine(images, keypoints)
+        return keypoints
+
+    def predict_image(self, image: np.ndarray) -> np.ndarray:
+        """(64, 3) keypoints in the pixels of one RGB uint8 image of any size."""
+        return self.predict_images([image])[0]
