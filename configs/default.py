@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     hand.score_threshold = 0.3  # body-model points at or above this score are trusted
     hand.min_points = 3  # fewer trusted hand points: place the crop from wrist and elbow
     hand.reach = 0.2  # wrist + elbow rule: centre this far past the wrist, x shoulder width
+    hand.align = False  # rotate crops so the hand points up (wrist -> middle knuckle)
     # Training jitter of the crop region (the body model's regions are off by this much).
     hand.shift = 0.15  # centre moved up to +- this x crop side
     hand.scale_min = 0.7  # crop side scaled by a factor in [scale_min, scale_max]

@@ -216,6 +216,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "hand_crop.score_threshold": FRACTION,
     "hand_crop.min_points": _integer(1, NUM_HAND_KEYPOINTS),
     "hand_crop.reach": _number("", lambda v: True),
+    "hand_crop.align": _boolean,
     "hand_crop.shift": NON_NEGATIVE,
     "hand_crop.scale_min": POSITIVE,
     "hand_crop.scale_max": POSITIVE,

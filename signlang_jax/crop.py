@@ -49,20 +49,26 @@ class HandCropRule:
     score_threshold: float = 0.3  # a point is trusted at or above this score / visibility
     min_points: int = 3  # fewer trusted hand points: place the crop from wrist and elbow
     reach: float = 0.2  # wrist/elbow rule: centre = wrist + reach x body scale along the forearm
+    align: bool = False  # rotate each crop so the hand points up (wrist -> middle knuckle)
 
 
-def square_around(points: np.ndarray, margin: float, min_side: float = 0.0) -> Region:
-    """The square centred on the box of `points` (N, 2), side (1 + 2 margin) x its larger extent.
+def square_around(points: np.ndarray, margin: float, min_side: float = 0.0,
+                  angle: float = 0.0) -> Region:
+    """The square around `points` (N, 2), side (1 + 2 margin) x their larger extent.
 
-    The side is at least `min_side` (and at least 1 pixel).
+    The extent is measured along the square's own axes, which are rotated by `angle` degrees
+    (the region's angle, `crop_matrix`'s sense). The side is at least `min_side` and 1 pixel.
     """
     points = np.asarray(points, np.float64).reshape(-1, 2)
     if len(points) == 0:
         raise ValueError("square_around needs at least one point")
-    lo, hi = points.min(0), points.max(0)
+    theta = math.radians(angle)
+    rotation = np.array([[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]])
+    rotated = points @ rotation.T
+    lo, hi = rotated.min(0), rotated.max(0)
     side = max(float(np.max(hi - lo)) * (1 + 2 * margin), min_side, 1.0)
-    centre = (lo + hi) / 2
-    return Region(float(centre[0]), float(centre[1]), side)
+    centre = rotation.T @ ((lo + hi) / 2)
+    return Region(float(centre[0]), float(centre[1]), side, angle)
 
 
 def crop_matrix(region: Region, size: int, mirror: bool = False) -> np.ndarray:
@@ -134,10 +140,11 @@ def hand_region(keypoints: np.ndarray, hand: str, rule: HandCropRule,
     points = keypoints[hand_idx][trusted[hand_idx], :2]
     if not math.isfinite(scale):  # no body to size from: the hand points alone
         scale = float(np.max(np.ptp(points, 0))) if len(points) >= 2 else math.nan
+    angle = hand_angle(keypoints, hand, trusted) if rule.align else 0.0
     if len(points) >= rule.min_points:
         around = np.concatenate([points, keypoints[wrists, :2]])
         min_side = rule.min_side * scale if math.isfinite(scale) else 0.0
-        return square_around(around, rule.margin, min_side)
+        return square_around(around, rule.margin, min_side, angle)
     if not wrists or not math.isfinite(scale):
         return None
     wrist = keypoints[wrists[0], :2].astype(np.float64)
@@ -148,7 +155,29 @@ def hand_region(keypoints: np.ndarray, hand: str, rule: HandCropRule,
         length = float(np.linalg.norm(forearm))
         if length > 1e-6:
             centre = wrist + forearm / length * rule.reach * scale
-    return Region(float(centre[0]), float(centre[1]), rule.fallback_side * scale)
+    return Region(float(centre[0]), float(centre[1]), rule.fallback_side * scale, angle)
+
+
+def hand_angle(keypoints: np.ndarray, hand: str, trusted: np.ndarray) -> float:
+    """Degrees (CCW, `crop_matrix`'s sense) that turn `hand` upright in its crop.
+
+    Upright = the hand's wrist -> middle-finger knuckle pointing up, as MediaPipe aligns its
+    hand crops; from the forearm (elbow -> wrist) when those two are not trusted; else 0.
+    """
+    side = hand.removesuffix("_hand")
+    start = GROUPS[hand].start
+    wrist, knuckle = start, start + 9  # hand joints 0 (wrist) and 9 (middle_mcp)
+    body_wrist, elbow = KEYPOINT_INDEX[f"{side}_wrist"], KEYPOINT_INDEX[f"{side}_elbow"]
+    if not trusted[wrist] and trusted[body_wrist]:
+        wrist = body_wrist
+    pairs = ((wrist, knuckle), (elbow, body_wrist))
+    for a, b in pairs:
+        if trusted[a] and trusted[b]:
+            vx, vy = keypoints[b, :2] - keypoints[a, :2]
+            if math.hypot(vx, vy) > 1e-6:
+                # Direction angle with y up is atan2(-vy, vx); rotating by 90 - that points it up.
+                return 90.0 - math.degrees(math.atan2(-vy, vx))
+    return 0.0
 
 
 def jitter_region(region: Region, rng: np.random.Generator, shift: float, scale_min: float,

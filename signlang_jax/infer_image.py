@@ -26,6 +26,8 @@ from signlang_jax.inference import (
     Predictor,
     add_checkpoint_arguments,
     add_dtype_argument,
+    add_hand_arguments,
+    load_hand_stage,
     load_model,
 )
 from signlang_jax.keypoints import KEYPOINT_NAMES
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
     add_dtype_argument(parser)
+    add_hand_arguments(parser)
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", required=True,
                         help="overlay path for one image (JSON beside it), or output folder")
@@ -90,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         model, config, step = load_model(args.checkpoint, args.step, args.dtype)
+        hand_stage = None if args.hand_checkpoint is None else load_hand_stage(
+            args.hand_checkpoint, None, args.dtype, args.hand_min_score, args.decoder)
+        predictor = Predictor(model, config, args.decoder, args.flip_test, hand_stage)
     except (TrainingError, ValueError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1
-    predictor = Predictor(model, config, args.decoder, args.flip_test)
     failures = 0
     for image_path, overlay_path in tqdm(targets, unit="img", disable=len(targets) == 1,
                                          file=sys.stderr):

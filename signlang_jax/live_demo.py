@@ -14,12 +14,17 @@ import time
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
-    from signlang_jax.inference import add_checkpoint_arguments, add_dtype_argument
+    from signlang_jax.inference import (
+        add_checkpoint_arguments,
+        add_dtype_argument,
+        add_hand_arguments,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m signlang_jax.live_demo",
                                      description=__doc__.splitlines()[0])
     add_checkpoint_arguments(parser)
     add_dtype_argument(parser)
+    add_hand_arguments(parser)
     parser.add_argument("--source", default="0",
                         help="camera index (default 0) or a video file path")
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from signlang_jax.compile_cache import enable_compilation_cache
     from signlang_jax.draw import draw_skeleton
-    from signlang_jax.inference import Predictor, load_model
+    from signlang_jax.inference import Predictor, load_hand_stage, load_model
     from signlang_jax.train import TrainingError
 
     enable_compilation_cache()
@@ -70,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         model, config, _ = load_model(args.checkpoint, args.step, args.dtype)
+        hand_stage = None if args.hand_checkpoint is None else load_hand_stage(
+            args.hand_checkpoint, None, args.dtype, args.hand_min_score)
+        predictor = Predictor(model, config, hand_stage=hand_stage)
     except (TrainingError, ValueError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         capture.release()
         return 1
-    predictor = Predictor(model, config)
     writer = None
     frames, start, fps = 0, time.perf_counter(), 0.0
     try:

@@ -14,6 +14,11 @@ A batch is a dict of numpy arrays (N = per-process batch size, S = `config.data.
     index:     int32   (N,)          position of the sample in its split (-1 for padding)
     mask:      bool    (N,)          False for the padding that completes the last val batch
 
+With config.task = "hand" every sample gives two records (`HandSource`: left hand, mirrored
+right hand) and the map cuts a C x C hand crop from the original image instead of letterboxing
+(`signlang_jax.data.hand_crops`): image (N, C, C, 3), keypoints (N, 21, 3), bbox = the hand's
+own box, affine = original pixel -> crop pixel.
+
 Heatmaps are not built here: the train step renders them on the device from `keypoints`, so a
 sample costs S*S*3 bytes plus 1 KB on the way to the device instead of float heatmaps.
 
