@@ -49,7 +49,7 @@ class HandCropRule:
     score_threshold: float = 0.3  # a point is trusted at or above this score / visibility
     min_points: int = 3  # fewer trusted hand points: place the crop from wrist and elbow
     reach: float = 0.2  # wrist/elbow rule: centre = wrist + reach x body scale along the forearm
-    align: bool = False  # rotate each crop so the hand points up (wrist -> middle knuckle)
+    align: bool = True  # rotate each crop so the hand points up (wrist -> middle knuckle)
 
 
 def square_around(points: np.ndarray, margin: float, min_side: float = 0.0,

@@ -44,7 +44,8 @@ from tests import tiny_hand_config
 
 LEFT, RIGHT = np.asarray(GROUPS["left_hand"]), np.asarray(GROUPS["right_hand"])
 I = KEYPOINT_INDEX  # noqa: E741 (reads like the index notation it stands for)
-RULE = HandCropRule()  # margin 0.25, min_side 0.45, fallback 0.8, threshold 0.3, 3 points, 0.2
+# Axis-aligned crops (align=False): hand-computed geometry; alignment has its own tests.
+RULE = HandCropRule(align=False)  # margin 0.25, min_side 0.45, fallback 0.8, threshold 0.3, 3 pts
 
 
 def body(scale: float = 40.0) -> np.ndarray:
@@ -168,7 +169,7 @@ def test_hand_region_rule_2_wrist_and_elbow():
     keypoints[I["right_wrist"], 2] = 0.0  # the hand's own wrist point stands in
     keypoints[RIGHT[0]] = (81, 91, 0.5)
     assert hand_region(keypoints, "right_hand", RULE) == Region(81.0, 91.0, 32.0)
-    rule = HandCropRule(fallback_side=1.0, reach=0.5, min_points=4)
+    rule = HandCropRule(fallback_side=1.0, reach=0.5, min_points=4, align=False)
     keypoints[RIGHT[1]] = (1, 1, 0.9)  # 3 trusted points but min_points 4
     keypoints[I["right_elbow"]] = (81, 131, 0.9)  # forearm (0, -40): centre 20 px up
     assert hand_region(keypoints, "right_hand", rule) == Region(81.0, 71.0, 40.0)
@@ -693,3 +694,61 @@ def test_evaluate_body_plus_hand_stage(tiny_run, hand_run, synth_root, tmp_path,
     err = capsys.readouterr().err
     assert f"--hand-checkpoint {tiny_run}:" in err and "is a wholebody model" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# ----------------------------------------------------------------------------- upright crops
+
+
+@pytest.mark.parametrize(("direction", "angle"), [((0, -1), 0.0), ((1, 0), 90.0),
+                                                  ((0, 1), 180.0), ((-1, 0), 270.0),
+                                                  ((1, 1), 135.0)])
+def test_aligned_crop_turns_the_hand_upright(direction, angle):
+    from signlang_jax.crop import hand_angle
+
+    keypoints = np.zeros((64, 3))
+    wrist, knuckle = LEFT[0], LEFT[9]
+    keypoints[wrist] = (100, 100, 1)
+    keypoints[knuckle] = (100 + 10 * direction[0], 100 + 10 * direction[1], 1)
+    assert hand_angle(keypoints, "left_hand", keypoints[:, 2] > 0) == pytest.approx(angle)
+    matrix = crop_matrix(Region(100, 100, 50, angle), 64)
+    crop_wrist, crop_knuckle = apply_affine(keypoints[[wrist, knuckle], :2], matrix)
+    np.testing.assert_allclose(crop_wrist, (31.5, 31.5), atol=1e-9)
+    length = 10 * math.hypot(*direction) * 64 / 50
+    np.testing.assert_allclose(crop_knuckle, (31.5, 31.5 - length), atol=1e-9)  # straight up
+
+
+def test_hand_angle_falls_back_to_the_forearm_then_zero():
+    from signlang_jax.crop import hand_angle
+
+    keypoints = np.zeros((64, 3))
+    keypoints[I["left_elbow"]] = (50, 50, 1)
+    keypoints[I["left_wrist"]] = (80, 50, 1)  # forearm points right: turn by 90
+    assert hand_angle(keypoints, "left_hand", keypoints[:, 2] > 0) == pytest.approx(90.0)
+    keypoints[I["left_elbow"], 2] = 0
+    assert hand_angle(keypoints, "left_hand", keypoints[:, 2] > 0) == 0.0
+
+
+def test_square_around_measures_the_extent_along_the_rotated_axes():
+    # A 20 x 4 bar along the diagonal: 45-degree axes see its true length, not the projection.
+    t = np.linspace(-10, 10, 21)
+    points = np.stack([100 + t / math.sqrt(2), 50 + t / math.sqrt(2)], 1)
+    aligned = square_around(points, margin=0.0, angle=45.0)
+    assert (aligned.cx, aligned.cy) == pytest.approx((100, 50))
+    assert aligned.side == pytest.approx(20.0) and aligned.angle == 45.0
+    axis = square_around(points, margin=0.0)
+    assert axis.side == pytest.approx(20 / math.sqrt(2))
+
+
+def test_aligned_hand_region_and_crop_put_the_knuckles_above_the_wrist():
+    keypoints = body(40)
+    hand = np.array([(100, 100), (110, 95), (118, 92), (124, 90), (130, 88), (120, 104),
+                     (130, 106), (137, 107), (143, 108), (121, 110), (132, 112), (139, 113),
+                     (146, 114), (119, 116), (129, 119), (136, 120), (142, 121), (116, 121),
+                     (124, 125), (130, 127), (135, 129)], float)  # pointing right and down
+    keypoints[LEFT, :2], keypoints[LEFT, 2] = hand, 1
+    region = hand_region(keypoints, "left_hand", HandCropRule(align=True))
+    matrix = crop_matrix(region, 32)
+    crop_points = apply_affine(hand, matrix)
+    assert crop_points[9, 1] < crop_points[0, 1] - 5  # middle knuckle above the wrist
+    assert abs(crop_points[9, 0] - crop_points[0, 0]) < 1e-6  # straight above
+    assert np.all((crop_points > -0.5) & (crop_points < 31.5))  # the whole hand inside

@@ -4,8 +4,8 @@ Every sample of the dataset gives two records (`HandSource`): its left hand, and
 mirrored so that the hand model only ever sees left hands. A crop is cut from the
 ORIGINAL-resolution image (not the body model's letterboxed input) around the labelled hand with
 the rule the predictor uses at run time (`signlang_jax.crop.hand_region`, the visibility flags
-standing in for the body model's scores), then, in training, jittered: shift, scale and a full
-+-180 degree rotation (`config.hand_crop`), plus the photometric set of `config.augment`.
+standing in for the body model's scores), then, in training, jittered: shift, scale and
+rotation (`config.hand_crop`), plus the photometric set of `config.augment`.
 
 A hand record's batch entry (C = config.data.image_size):
 
@@ -42,10 +42,10 @@ NUM_HAND_KEYPOINTS = 21
 class HandJitter:
     """Random changes of a training crop's region (mirrors `config.hand_crop`)."""
 
-    shift: float = 0.15  # centre moved up to +- this x side
-    scale_min: float = 0.7
+    shift: float = 0.25  # centre moved up to +- this x side
+    scale_min: float = 0.6
     scale_max: float = 1.3
-    rotation_deg: float = 180.0
+    rotation_deg: float = 60.0
 
 
 def hand_crop_rule(config: ml_collections.ConfigDict) -> HandCropRule:
