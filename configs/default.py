@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     # are fractions of the body scale (shoulder width) or of the hand points' extent.
     config.hand_crop = hand = ml_collections.ConfigDict()
     hand.margin = 0.25  # crop side = (1 + 2 margin) x the larger extent of the hand points
-    hand.min_side = 0.45  # smallest crop side, x shoulder width (foreshortened hands)
+    hand.min_side = 0.6  # smallest crop side, x shoulder width (foreshortened hands)
     hand.fallback_side = 0.8  # crop side from wrist + elbow alone, x shoulder width
     hand.score_threshold = 0.3  # body-model points at or above this score are trusted
     hand.min_points = 3  # fewer trusted hand points: place the crop from wrist and elbow

@@ -44,7 +44,7 @@ class HandCropRule:
     """
 
     margin: float = 0.25  # side = (1 + 2 margin) x the larger extent of the hand points
-    min_side: float = 0.45  # smallest side, x body scale: a foreshortened hand keeps context
+    min_side: float = 0.6  # smallest side, x body scale: a foreshortened hand keeps context
     fallback_side: float = 0.8  # side when the hand points are not trusted, x body scale
     score_threshold: float = 0.3  # a point is trusted at or above this score / visibility
     min_points: int = 3  # fewer trusted hand points: place the crop from wrist and elbow

@@ -11,8 +11,8 @@ crop pixels), so the JAX predictor (`signlang_jax.inference.load_hand_stage`) an
 onnxruntime session (`interop.onnx_runtime`) run exactly the same crops and merge.
 
 Merge rule: a hand point of the body model is replaced by the hand model's when the hand model's
-score (its heatmap peak) is at least `min_score`. docs/HANDS.md gives the measured comparison
-with "always replace" and "replace where the hand score beats the body score".
+score (its heatmap peak) is at least `min_score`; the default 0 always replaces, which measured
+best (docs/HANDS.md: against "score >= 0.2" and "where the hand score beats the body score").
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from signlang_jax.data.augment import warp_image
 from signlang_jax.keypoints import GROUPS
 
 HandModel = Callable[[np.ndarray], np.ndarray]
-DEFAULT_MIN_SCORE = 0.2  # merge rule (docs/HANDS.md): hand points at or above replace the body's
+DEFAULT_MIN_SCORE = 0.0  # merge rule (docs/HANDS.md): 0 = the hand stage always replaces
 
 
 @dataclasses.dataclass(frozen=True)

@@ -122,9 +122,9 @@ def test_onnx_predictor_matches_jax_two_stage(runs, exported):
     loaded = load_for_inference(body_run)
     assert loaded.step == 5
     jax_body = Predictor(loaded.model, loaded.config)
-    jax_stage = load_hand_stage(hand_run)
+    jax_stage = load_hand_stage(hand_run, min_score=0.2)  # a threshold both sides of which occur
     jax_two = Predictor(loaded.model, loaded.config, hand_stage=jax_stage)
-    onnx_two = OnnxPredictor(*exported)
+    onnx_two = OnnxPredictor(*exported, hand_min_score=0.2)
     onnx_stage = onnx_two.hand_stage
     assert onnx_stage.rule == jax_stage.rule == hand_crop_rule(tiny_hand_config.get_config())
     assert onnx_stage.crop_size == jax_stage.crop_size == 32

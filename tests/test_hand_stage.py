@@ -45,7 +45,7 @@ from tests import tiny_hand_config
 LEFT, RIGHT = np.asarray(GROUPS["left_hand"]), np.asarray(GROUPS["right_hand"])
 I = KEYPOINT_INDEX  # noqa: E741 (reads like the index notation it stands for)
 # Axis-aligned crops (align=False): hand-computed geometry; alignment has its own tests.
-RULE = HandCropRule(align=False)  # margin 0.25, min_side 0.45, fallback 0.8, threshold 0.3, 3 pts
+RULE = HandCropRule(align=False, min_side=0.45)  # margin 0.25, fallback 0.8, threshold 0.3, 3 pts
 
 
 def body(scale: float = 40.0) -> np.ndarray:
@@ -752,3 +752,23 @@ def test_aligned_hand_region_and_crop_put_the_knuckles_above_the_wrist():
     assert crop_points[9, 1] < crop_points[0, 1] - 5  # middle knuckle above the wrist
     assert abs(crop_points[9, 0] - crop_points[0, 0]) < 1e-6  # straight above
     assert np.all((crop_points > -0.5) & (crop_points < 31.5))  # the whole hand inside
+
+
+def test_hand_run_resumes_bitwise(synth_root, tmp_path):
+    # The hand records (HandSource) resume like the body's: 2 steps + 2 resumed == 4 straight
+    # (constant lr, no warmup: the schedule would otherwise depend on num_steps).
+    from signlang_jax.train import train_and_evaluate
+    from tests.conftest import checkpoint_arrays
+
+    config = hand_config(synth_root)
+    config.optim.schedule, config.optim.warmup_steps = "constant", 0
+    config.train.num_steps = 2
+    train_and_evaluate(config, tmp_path / "resumed")
+    config.train.num_steps = 4
+    train_and_evaluate(config, tmp_path / "resumed")
+    train_and_evaluate(config, tmp_path / "straight")
+    a = checkpoint_arrays(tmp_path / "resumed", config, 4)
+    b = checkpoint_arrays(tmp_path / "straight", config, 4)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
