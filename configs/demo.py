@@ -1,4 +1,4 @@
-"""Demo: trains on this 2-core CPU in 10-12 minutes on built-in synthetic data.
+"""Demo: trains on this 2-core CPU in 8-9 minutes on built-in synthetic data.
 
 python -m signlang_jax.main --config configs/demo.py --workdir runs/demo
 
@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr = 3e-3
     config.optim.warmup_steps = 100
     config.train.batch_size = 16
-    config.train.num_steps = 2000
+    config.train.num_steps = 1500
     config.train.log_every_steps = 20
     config.train.eval_every_steps = 500
     config.train.checkpoint_every_steps = 500

@@ -160,7 +160,8 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
     """
     config = predictor.config
     out = {"pred": [], "gt": [], "bbox": [], "mse": []}
-    if predictor.hand_stage is not None:
+    hand_stage = getattr(predictor, "hand_stage", None)  # predictor-like objects may lack one
+    if hand_stage is not None:
         out["pred_body"] = []
     # Closing (the `with`) stops grain's worker processes and frees their shared memory on every
     # exit, errors and Ctrl-C included (see BatchIterator.close).
@@ -176,11 +177,10 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
             body = [to_original(keypoints[i], batch["affine"][i]) for i in kept]
             batch_records = [records[int(batch["index"][i])] for i in kept]
             out["pred"] += body
-            if predictor.hand_stage is not None:
+            if hand_stage is not None:
                 out["pred_body"] += body
                 frames = [record_image(r) for r in batch_records]  # original resolution
-                out["pred"][-len(body):] = list(predictor.hand_stage.refine(frames,
-                                                                            np.stack(body)))
+                out["pred"][-len(body):] = list(hand_stage.refine(frames, np.stack(body)))
             for i, record in zip(kept, batch_records, strict=True):
                 out["gt"].append(record["keypoints"])
                 out["bbox"].append(record["bbox"])

@@ -72,7 +72,7 @@ class HandStage:
     crop_size: int
     rule: HandCropRule = dataclasses.field(default_factory=HandCropRule)
     min_score: float = DEFAULT_MIN_SCORE
-    batch_size: int = 16  # crops per hand-model call; the last call is padded to this size
+    batch_size: int = 16  # most crops per hand-model call (calls padded to a power of 2)
 
     def hand_points(self, images: Sequence[np.ndarray], keypoints: np.ndarray
                     ) -> list[tuple[HandCrop, np.ndarray]]:
@@ -82,8 +82,10 @@ class HandStage:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             pixels = np.stack([c.pixels for c in chunk])
-            # A fixed batch shape: a jitted hand model compiles once.
-            padded = np.zeros((self.batch_size, *pixels.shape[1:]), np.uint8)
+            # Batch shapes padded to a power of two up to batch_size: a jitted hand model
+            # compiles a few times at most, and one frame's two crops do not pay for 16.
+            size = min(self.batch_size, 1 << (len(chunk) - 1).bit_length())
+            padded = np.zeros((size, *pixels.shape[1:]), np.uint8)
             padded[:len(chunk)] = pixels
             predicted = np.asarray(self.predict_crops(padded))[:len(chunk)]
             for crop, points in zip(chunk, predicted, strict=True):

@@ -17,7 +17,7 @@ from signlang_jax.config_history import (
     record_config,
 )
 from signlang_jax.errors import ConfigError
-from signlang_jax.validation import METRIC_NAMES
+from signlang_jax.validation import HAND_METRIC_NAMES, METRIC_NAMES
 from tests import tiny_config
 
 HEADER_1 = "the config has 1 problem; fix them on the command line or in the config file:\n  "
@@ -79,7 +79,8 @@ def test_unknown_fields_are_not_errors():
     ({"model__deconv_layers": 6}, "--config.model.deconv_layers=6: must be an integer in 1..5"),
     ({"model__deconv_layers": 0}, "--config.model.deconv_layers=0: must be an integer in 1..5"),
     ({"model__num_keypoints": 63},
-     "--config.model.num_keypoints=63: must be 64, the keypoint schema's size (keypoints.py)"),
+     "--config.model.num_keypoints=63: must be 64 (the keypoint schema's size, keypoints.py) or "
+     "21 for the hand model"),
     # positive / non-negative numbers
     ({"optim__lr": 0.0}, "--config.optim.lr=0.0: must be a number > 0"),
     ({"model__sigma": -1.0}, "--config.model.sigma=-1.0: must be a number > 0"),
@@ -167,7 +168,9 @@ def test_each_rule_names_the_flag_and_the_rule(fields, line):
 
 def test_best_metric_must_be_a_validation_metric():
     assert "val/hand_pck@0.2" in METRIC_NAMES and "val/pck@0.2" not in METRIC_NAMES
-    choices = ", ".join(repr(name) for name in METRIC_NAMES)
+    # The names of both tasks; the task's own are checked against config.task (test_hand_stage).
+    names = dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES)
+    choices = ", ".join(repr(name) for name in names)
     assert problems(config_with(train__best_metric="val/pck@0.2")) == (
         HEADER_1 + f"--config.train.best_metric='val/pck@0.2': must be one of {choices}")
 
@@ -211,7 +214,7 @@ def test_every_problem_is_reported_in_one_error():
 
 def test_architecture_fields_are_the_shape_changing_ones():
     assert ARCHITECTURE_FIELDS == (
-        "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
+        "task", "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
         "model.deconv_filters", "model.deconv_kernel", "model.final_kernel",
         "model.heatmap_size", "data.image_size")
 

@@ -504,10 +504,10 @@ def test_hand_stage_refine_maps_fake_model_points_back_exactly():
         calls.append(batch.copy())
         return np.broadcast_to(crop_points, (len(batch), 21, 3))
 
-    stage = HandStage(fake_model, size, RULE, min_score=0.2, batch_size=2)
+    stage = HandStage(fake_model, size, RULE, min_score=0.2, batch_size=8)
     refined = stage.refine(images, keypoints)
-    assert [call.shape for call in calls] == [(2, size, size, 3)] * 3  # 5 crops, padded to 6
-    assert not calls[2][1].any()  # the padding is zeros
+    assert [call.shape for call in calls] == [(8, size, size, 3)]  # 5 crops, padded to 2 ** 3
+    assert not calls[0][5:].any()  # the padding is zeros
     crops = np.concatenate(calls)[:5]
     expected = keypoints.copy()
     for k, (n, hand, region) in enumerate(regions):
@@ -529,12 +529,16 @@ def test_hand_stage_refine_maps_fake_model_points_back_exactly():
 
     pairs = stage.hand_points(images, keypoints)
     assert [(crop.image_index, crop.hand) for crop, _ in pairs] == [r[:2] for r in regions]
-    assert len(calls) == 6
+    assert len(calls) == 2
+    stage.batch_size = 2  # at most 2 crops a call: 2 + 2 + 1, the last not padded
+    stage.hand_points(images, keypoints)
+    assert [call.shape[0] for call in calls[2:]] == [2, 2, 1]
+    calls[:] = calls[:2]
     # No hand to crop: no call, the points unchanged.
     nothing = keypoints[1:2].copy()
     nothing[0, I["right_wrist"], 2] = 0.1
     np.testing.assert_array_equal(stage.refine(images[1:2], nothing), nothing)
-    assert len(calls) == 6
+    assert len(calls) == 2
 
 
 # ----------------------------------------------------------------------------------------------
