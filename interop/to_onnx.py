@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "status is 1 on any error.",
         epilog="graph: input 'images' float32 (N, 3, S, S), RGB in [0, 1], normalisation inside,\n"
                "N dynamic -> 'heatmaps' float32 (N, K, S/4, S/4) [+ 'keypoints' (N, K, 3)];\n"
-               "metadata: keypoint names, flip permutation, input/heatmap size, sigma, backbone.\n"
+               "metadata: keypoint names, flip permutation (hand models: crop rule), sizes.\n"
                "examples:\n"
                "  python -m interop.to_onnx --checkpoint runs/demo --output runs/demo/model.onnx\n"
                "  python -m interop.to_onnx --checkpoint runs/x:best --output x.onnx "
@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint", required=True, metavar="DIR[:best|:latest|:STEP]",
         help="a training workdir (runs/x), its checkpoints/ folder or a step folder "
-             "(runs/x/checkpoints/1200); append :best (best val PCK@0.1), :latest (default) or "
-             ":STEP to choose the step. The config is read from WORKDIR/config.json.")
+             "(runs/x/checkpoints/1200); append :best (the best train.best_metric), :latest "
+             "(default) or :STEP to choose the step. The config is read from WORKDIR/config.json.")
     parser.add_argument("--step", default=None, metavar="best|latest|STEP",
                         help="the step, as an alternative to the :suffix of --checkpoint")
     parser.add_argument("--output", required=True, type=Path, metavar="PATH",
