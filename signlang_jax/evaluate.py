@@ -6,6 +6,10 @@ whole body, each part at whole-body scale, and each hand with its own box (OKS A
 PCK@0.2, the hand benchmarks' convention). Writes metrics.json, a per-keypoint PCK bar chart and
 a grid of the worst predictions (ground truth white, prediction coloured) to --out, by default
 WORKDIR/eval/step_<N>_<split>[_<data folder>] of the checkpoint's training workdir.
+
+With --hand-checkpoint (a hand model, docs/HANDS.md) the hands are refined on crops of the
+original images, and the hands of the body model alone and of body + hand stage are reported side
+by side (metrics.json "hands").
 """
 
 from __future__ import annotations
