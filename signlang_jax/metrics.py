@@ -170,10 +170,10 @@ def hand_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray) -> dict[str
     for name, idx in parts.items():
         row: dict[str, float] = {}
         for t in (0.05, 0.1):
-            row[f"pck@{t}"] = _mean_pck(*pck_counts(pred[:, idx], gt[:, idx], bbox, t))
+            row[f"pck@{t}"] = mean_pck(*pck_counts(pred[:, idx], gt[:, idx], bbox, t))
         own = [part_pck_counts(pred, gt, GROUPS[h], 0.2) for h in HAND_GROUPS
                if name in (h, "hands")]
-        row["pck@0.2_own_box"] = _mean_pck(np.concatenate([c for c, _ in own]),
+        row["pck@0.2_own_box"] = mean_pck(np.concatenate([c for c, _ in own]),
                                            np.concatenate([t for _, t in own]))
         aps = [coco_keypoint_ap(pred, gt, part_boxes(gt, GROUPS[h]), GROUPS[h])["AP"]
                for h in HAND_GROUPS if name in (h, "hands")]
@@ -185,7 +185,7 @@ def hand_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray) -> dict[str
     return out
 
 
-def _mean_pck(correct: np.ndarray, total: np.ndarray) -> float:
+def mean_pck(correct: np.ndarray, total: np.ndarray) -> float:
     """Mean over keypoints with a visible sample of correct / total; NaN if none."""
     valid = total > 0
     return float((correct[valid] / total[valid]).mean()) if valid.any() else float("nan")

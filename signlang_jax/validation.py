@@ -18,8 +18,9 @@ With several processes each reads its shard and every process gets the same glob
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -28,7 +29,7 @@ import numpy as np
 from signlang_jax.data.pipeline import make_dataset
 from signlang_jax.distributed import gather_hosts
 from signlang_jax.keypoints import GROUPS, embed_hand
-from signlang_jax.metrics import part_pck_counts, pck_counts, pck_summary
+from signlang_jax.metrics import mean_pck, part_pck_counts, pck_counts, pck_summary
 
 PCK_THRESHOLDS = (0.05, 0.1)
 HAND_PCK_THRESHOLD = 0.2
@@ -92,17 +93,10 @@ def validate(eval_step: object, place: object, state: object, config: ml_collect
     zeros = np.zeros(num_keypoints, np.int64)
     counts = {t: (zeros, zeros) for t in PCK_THRESHOLDS}
     hand_counts = {h: (zeros[:len(GROUPS[h])], zeros[:len(GROUPS[h])]) for h in HANDS}
-    loss_sum, n = 0.0, 0
-    images = []
-    for local in val_batches(config, samples):
-        predicted, per_sample = eval_step(state, place(local))
-        predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
-        # The step's outputs are global (replicated); so must the labels they are scored on be.
-        keys = ("keypoints", "bbox", "mask") + (("image",) if len(images) < max_images else ())
-        batch = gather_hosts({k: local[k] for k in keys})
+    scored = _Scored()
+    for predicted, batch in _scored_batches(eval_step, place, state, config, samples,
+                                            max_images, lambda points: points, scored):
         mask = batch["mask"]
-        loss_sum += float(per_sample[mask].sum())
-        n += int(mask.sum())
         for t in PCK_THRESHOLDS:
             correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t, mask)
             counts[t] = (counts[t][0] + correct, counts[t][1] + total)
@@ -110,15 +104,45 @@ def validate(eval_step: object, place: object, state: object, config: ml_collect
             correct, total = part_pck_counts(predicted, batch["keypoints"], GROUPS[hand],
                                              HAND_PCK_THRESHOLD, mask)
             hand_counts[hand] = (hand_counts[hand][0] + correct, hand_counts[hand][1] + total)
-        for i in np.flatnonzero(mask)[: max(0, max_images - len(images))]:
-            images.append((batch["image"][i], predicted[i]))
-    metrics = {"val/loss": loss_sum / max(n, 1)}
+    metrics = {"val/loss": scored.loss_sum / max(scored.count, 1)}
     for t in PCK_THRESHOLDS:
         summary = pck_summary(*counts[t])
         for group in ("all", *GROUPS):
             metrics[f"val/pck@{t}" if group == "all" else f"val/pck@{t}/{group}"] = summary[group]
     metrics.update(hand_pck(hand_counts))
-    return metrics, images
+    return metrics, scored.images
+
+
+@dataclasses.dataclass
+class _Scored:
+    """What `_scored_batches` sums up: the val loss over unmasked samples, images to draw."""
+
+    loss_sum: float = 0.0
+    count: int = 0
+    images: list = dataclasses.field(default_factory=list)
+
+
+def _scored_batches(eval_step: object, place: object, state: object,
+                    config: ml_collections.ConfigDict, samples: Sequence, max_images: int,
+                    draw: Callable[[np.ndarray], np.ndarray], scored: _Scored
+                    ) -> Iterator[tuple[np.ndarray, dict]]:
+    """(predicted keypoints, global labels) per val batch; loss and images go into `scored`.
+
+    `draw(points)` turns one sample's prediction into the (64, 3) points drawn for it.
+    """
+    for local in val_batches(config, samples):
+        predicted, per_sample = eval_step(state, place(local))
+        predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
+        # The step's outputs are global (replicated); so must the labels they are scored on be.
+        wanted = len(scored.images) < max_images
+        keys = ("keypoints", "bbox", "mask") + (("image",) if wanted else ())
+        batch = gather_hosts({k: local[k] for k in keys})
+        mask = batch["mask"]
+        scored.loss_sum += float(per_sample[mask].sum())
+        scored.count += int(mask.sum())
+        for i in np.flatnonzero(mask)[: max(0, max_images - len(scored.images))]:
+            scored.images.append((batch["image"][i], draw(predicted[i])))
+        yield predicted, batch
 
 
 def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -146,26 +170,14 @@ def validate_hands(eval_step: object, place: object, state: object,
     """The hand model's val loss and own-box PCK@0.1/0.2 over the split's hand crops."""
     thresholds = (0.1, HAND_PCK_THRESHOLD)
     counts = {t: (0, 0) for t in thresholds}
-    loss_sum, n = 0.0, 0
-    images = []
-    for local in val_batches(config, samples):
-        predicted, per_sample = eval_step(state, place(local))
-        predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
-        keys = ("keypoints", "bbox", "mask") + (("image",) if len(images) < max_images else ())
-        batch = gather_hosts({k: local[k] for k in keys})
-        mask = batch["mask"]
-        loss_sum += float(per_sample[mask].sum())
-        n += int(mask.sum())
+    scored = _Scored()
+    for predicted, batch in _scored_batches(eval_step, place, state, config, samples,
+                                            max_images, embed_hand, scored):
         for t in thresholds:
-            correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t, mask)
+            correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t,
+                                        batch["mask"])
             counts[t] = (counts[t][0] + correct, counts[t][1] + total)
-        for i in np.flatnonzero(mask)[: max(0, max_images - len(images))]:
-            images.append((batch["image"][i], embed_hand(predicted[i])))
-    metrics = {"val/loss": loss_sum / max(n, 1)}
+    metrics = {"val/loss": scored.loss_sum / max(scored.count, 1)}
     for t in thresholds:
-        correct, total = counts[t]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_point = np.where(total > 0, correct / np.maximum(total, 1), np.nan)
-        metrics[f"val/hand_pck@{t}"] = (float(np.nanmean(per_point))
-                                        if np.isfinite(per_point).any() else math.nan)
-    return metrics, images
+        metrics[f"val/hand_pck@{t}"] = mean_pck(*counts[t])
+    return metrics, scored.images
