@@ -1,0 +1,146 @@
+"""Still images of the procedural signer: one sample, and a whole dataset written in parallel.
+
+Writes `images/NNNNNN.jpg` + `labels/NNNNNN.json` in the layout `signlang_jax.data.dataset` reads.
+Sample `i` of seed `s` depends only on `(s, i)`, which makes the output byte-identical for any
+number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from signlang_jax.keypoints import KEYPOINT_NAMES
+from signlang_jax.synth.parts import FACE_TO_BODY, keypoint_visibility
+from signlang_jax.synth.scene import background, postprocess
+from signlang_jax.synth.signer import draw_signer
+
+JPEG_QUALITY: int = 92
+
+
+def label(index: int, kp: np.ndarray, visible: np.ndarray, size: int) -> dict:
+    """The JSON label: clamped, rounded keypoints and the person's box."""
+    inside = (kp >= 0).all(1) & (kp <= size - 1).all(1)
+    clamped = np.clip(kp, 0.0, size - 1.0)
+    pts = kp[inside] if inside.any() else clamped
+    lo, hi = pts.min(0), pts.max(0)
+    pad = (hi - lo) * 0.05  # ~10% larger box in total
+    lo = np.clip(lo - pad, 0.0, size - 1.0)
+    hi = np.clip(hi + pad, 0.0, size - 1.0)
+    # A degenerate box (a single point in the frame) becomes 1 px wide, still inside the image.
+    small = hi - lo < 1.0
+    lo = np.where(small, np.clip((lo + hi) / 2 - 0.5, 0.0, size - 2.0), lo)
+    wh = np.where(small, 1.0, hi - lo)
+    return {
+        "image": f"{index:06d}.jpg",
+        "width": size,
+        "height": size,
+        "keypoints": [
+            {"name": name, "x": round(float(x), 2), "y": round(float(y), 2), "visible": int(v)}
+            for name, (x, y), v in zip(KEYPOINT_NAMES, clamped, visible, strict=True)
+        ],
+        "bbox": [round(float(lo[0]), 2), round(float(lo[1]), 2), round(float(wh[0]), 2),
+                 round(float(wh[1]), 2)],
+    }
+
+
+def render_sample_with_owners(seed: int, index: int,
+                              size: int = 512) -> tuple[np.ndarray, dict, np.ndarray]:
+    """`render_sample` plus the (size, size) uint8 map of `PART_IDS` that decided occlusion."""
+    if size < 16:
+        raise ValueError(f"size={size}; expected at least 16 pixels")
+    # Separate streams for background, signer and camera, all derived from (seed, index) only:
+    # the signer's pose then does not depend on `size` (the background's draws do).
+    streams = np.random.SeedSequence([seed, index]).spawn(3)
+    background_rng, signer_rng, camera_rng = (np.random.default_rng(s) for s in streams)
+    img = background(background_rng, size)
+    owner = np.zeros((size, size), np.uint8)
+    kp, hidden = draw_signer(signer_rng, img, owner)
+    img = postprocess(camera_rng, img)
+    visible = keypoint_visibility(kp, owner) & ~hidden
+    for face, body in FACE_TO_BODY.items():  # identical by construction; keep them so
+        visible[face] = visible[body]
+    return img, label(index, kp, visible, size), owner
+
+
+def render_sample(seed: int, index: int, size: int = 512) -> tuple[np.ndarray, dict]:
+    """Render sample `index` of `seed`: the RGB uint8 (size, size, 3) image and its label dict."""
+    img, label, _ = render_sample_with_owners(seed, index, size)
+    return img, label
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so readers never see a half-written file."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_sample(out_dir: str, seed: int, size: int, index: int) -> int:
+    """Render and write one image/label pair; the label goes last so it implies a whole image."""
+    img, label = render_sample(seed, index, size)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for sample {index}")
+    root = Path(out_dir)
+    write_atomic(root / "images" / label["image"], jpeg.tobytes())
+    write_atomic(root / "labels" / f"{index:06d}.json", json.dumps(label).encode())
+    return index
+
+
+def init_worker() -> None:
+    """Pool initializer: one OpenCV thread per process, the processes are the parallelism."""
+    cv2.setNumThreads(1)
+
+
+def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int = 512,
+                     workers: int | None = None, start_index: int = 0, *,
+                     overwrite: bool = False, progress: bool = False) -> None:
+    """Write samples start_index .. start_index+num-1 of `seed` to out_dir/{images,labels}."""
+    if num < 0 or seed < 0 or start_index < 0:
+        raise ValueError(f"num={num}, seed={seed}, start_index={start_index}; expected >= 0")
+    if size < 16:
+        raise ValueError(f"size={size}; expected at least 16 pixels")
+    root = Path(out_dir)
+    labels = root / "labels"
+    if labels.is_dir() and any(labels.iterdir()) and not overwrite:
+        raise FileExistsError(f"{labels} already holds labels; refusing to overwrite them "
+                              "(pass --overwrite / overwrite=True to write over them)")
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers or os.cpu_count() or 1, max(num, 1)))
+    indices = range(start_index, start_index + num)
+    job = partial(write_sample, str(root), seed, size)
+
+    from tqdm import tqdm  # only needed here; keeps `render_sample` importable without it
+
+    bar = tqdm(total=num, unit="img", disable=not progress, file=sys.stderr)
+    try:
+        if workers == 1:
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                for _ in map(job, indices):
+                    bar.update()
+            finally:
+                cv2.setNumThreads(threads)
+        else:
+            # forkserver: safe even if the caller has threads (JAX, OpenCV) running, unlike fork,
+            # and workers fork from one server process, so they start faster than with spawn.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            chunk = max(1, min(16, num // (workers * 8)))
+            with ctx.Pool(workers, initializer=init_worker) as pool:
+                for _ in pool.imap_unordered(job, indices, chunksize=chunk):
+                    bar.update()
+    finally:
+        bar.close()
