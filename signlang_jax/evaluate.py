@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from signlang_jax.cli_args import add_checkpoint_arguments, add_dtype_argument, add_hand_arguments
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
 from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
@@ -50,9 +51,6 @@ from signlang_jax.eval_report import (
 from signlang_jax.inference import (
     DECODERS,
     Predictor,
-    add_checkpoint_arguments,
-    add_dtype_argument,
-    add_hand_arguments,
     load_for_inference,
     load_hand_stage,
     to_original,

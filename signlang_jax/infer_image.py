@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from signlang_jax.cli_args import add_checkpoint_arguments, add_dtype_argument, add_hand_arguments
 from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import IMAGE_EXTENSIONS, DatasetError, read_image
 from signlang_jax.draw import draw_skeleton, write_rgb
 from signlang_jax.inference import (
     DECODERS,
     Predictor,
-    add_checkpoint_arguments,
-    add_dtype_argument,
-    add_hand_arguments,
     load_hand_stage,
     load_model,
 )

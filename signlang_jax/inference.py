@@ -12,7 +12,6 @@ refined on crops of the original image.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from signlang_jax.cli_args import INFERENCE_DTYPES
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.errors import ConfigError
@@ -30,39 +30,6 @@ from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
-# Compute dtypes for inference; "trained" = the run's model.dtype ("auto": bf16 on GPU, f32 on CPU).
-INFERENCE_DTYPES = ("float32", "bfloat16", "trained")
-
-
-def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """The --checkpoint/--step pair every CLI that loads a trained model shares."""
-    parser.add_argument("--checkpoint", required=True,
-                        help="training workdir (or its checkpoints/ folder, or a step folder "
-                        "such as runs/x/checkpoints/1600); a suffix :best, :latest or :STEP "
-                        "picks the step")
-    parser.add_argument("--step", default=None,
-                        help="best (the kept step with the best train.best_metric of the run, by "
-                        "default hand PCK@0.2; the default), latest, or a step number")
-
-
-def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
-    """The --dtype flag every CLI that runs a trained model shares (values: INFERENCE_DTYPES)."""
-    parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="float32",
-                        help="compute dtype: float32 (the default; parity checks and export use "
-                        "it), bfloat16 (faster on GPUs, no faster on CPU) or trained (the run's "
-                        "own model.dtype: auto = bfloat16 on a GPU, float32 on CPU); the weights "
-                        "stay float32")
-
-
-def add_hand_arguments(parser: argparse.ArgumentParser) -> None:
-    """The optional hand-stage flags (--hand-checkpoint, --hand-min-score) of the CLIs."""
-    parser.add_argument("--hand-checkpoint", default=None,
-                        help="hand-model training workdir (configs/hand.py), same syntax as "
-                        "--checkpoint (best step by default): refine both hands on crops of "
-                        "the original image (docs/HANDS.md)")
-    parser.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
-                        help="merge rule: a hand-model point replaces the body model's when "
-                        f"its score is at least this (default {DEFAULT_MIN_SCORE}; 0 = always)")
 
 
 def load_hand_stage(checkpoint: str | Path, step: str | int | None = None,
@@ -77,7 +44,7 @@ def load_hand_stage(checkpoint: str | Path, step: str | int | None = None,
                           f"{loaded.config.get('task', 'wholebody')} model; expected a hand "
                           "model trained with configs/hand.py (task='hand')")
     predictor = Predictor(loaded.model, loaded.config, decoder)
-    return HandStage(lambda crops: predictor.predict_batch(crops)[0],
+    return HandStage(predictor.predict_keypoints,
                      loaded.config.data.image_size, hand_crop_rule(loaded.config), min_score,
                      batch_size)
 
@@ -136,6 +103,11 @@ class Predictor:
         """
         keypoints, heatmaps = self._forward(self._state, jnp.asarray(images))
         return np.asarray(keypoints), np.asarray(heatmaps)
+
+    def predict_keypoints(self, images: np.ndarray) -> np.ndarray:
+        """(N, K, 3) keypoints in input pixels; the heatmaps are not copied to the host."""
+        keypoints, _ = self._forward(self._state, jnp.asarray(images))
+        return np.asarray(keypoints)
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """Keypoints (K, 3) in the ORIGINAL image's pixels for one RGB uint8 image of any size."""

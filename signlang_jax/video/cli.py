@@ -1,0 +1,269 @@
+"""`python -m signlang_jax.video INPUT... --out DIR`: videos -> keypoint sequences (.npz / .pose).
+
+Each input (a video file, a folder of videos, a glob, or a folder of frames sorted by name) gives
+one sequence of (T, 64, 3) keypoints - x, y in the original frame's pixels and a score - written
+atomically as DIR/NAME.npz and/or DIR/NAME.pose, optionally with an annotated DIR/NAME.overlay.mp4.
+The signer is tracked with a square region and the keypoints smoothed with a One Euro filter
+(docs/VIDEO.md). The model is a training checkpoint (--checkpoint, JAX) or an exported ONNX file
+(--onnx: numpy, OpenCV and onnxruntime only). Finished videos are skipped on a re-run
+(--overwrite redoes them); an unreadable video is reported and skipped, and the exit code is 1
+if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from signlang_jax import __version__
+from signlang_jax.cli_args import add_dtype_argument
+from signlang_jax.errors import TrainingError
+from signlang_jax.hand_stage import DEFAULT_MIN_SCORE
+from signlang_jax.video.formats import KeypointSequence, write_npz, write_pose
+from signlang_jax.video.models import RegionPredictor, load_jax, load_onnx
+from signlang_jax.video.overlay import OverlayWriter, annotate
+from signlang_jax.video.sequence import SequenceProcessor, describe
+from signlang_jax.video.smoothing import OneEuroParams
+from signlang_jax.video.sources import VideoInput, VideoReadError, find_inputs, probe, read_frames
+from signlang_jax.video.tracking import TrackingParams
+
+FORMATS = ("npz", "pose")
+_T, _S = TrackingParams(), OneEuroParams()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m signlang_jax.video", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video files, folders of videos, globs (quoted), or folders of "
+                        "frames (images sorted by name)")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    model = parser.add_argument_group("model (one of --checkpoint or --onnx)")
+    source = model.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="whole-body training workdir, optionally with "
+                        ":best, :latest or :STEP (JAX)")
+    source.add_argument("--onnx", help="whole-body ONNX file exported with --with-keypoints "
+                        "(onnxruntime; imports neither JAX nor torch)")
+    model.add_argument("--step", default=None, help="with --checkpoint: best, latest or a step")
+    add_dtype_argument(model)
+    model.add_argument("--hand-checkpoint", default=None,
+                       help="with --checkpoint: hand-model workdir; refines both hands on "
+                       "crops of the full-resolution frames (docs/HANDS.md)")
+    model.add_argument("--hand-onnx", default=None, help="with --onnx: the exported hand model")
+    model.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
+                       help="a hand-model point replaces the body model's from this score")
+    model.add_argument("--threads", type=int, default=0,
+                       help="with --onnx: onnxruntime intra-op threads (0 = its default)")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--format", default="npz",
+                     help="comma-separated output formats: npz, pose (pose-format's .pose, "
+                     "needs the pose extra)")
+    out.add_argument("--overlay", action="store_true",
+                     help="also write NAME.overlay.mp4 with the skeleton and the tracked region")
+    out.add_argument("--min-score", type=float, default=0.1,
+                     help=".pose: points scoring below this are stored as missing "
+                     "(confidence 0); overlay: not drawn")
+    out.add_argument("--overwrite", action="store_true",
+                     help="redo videos whose outputs exist (default: skip them)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--batch-size", type=int, default=8,
+                     help="frames per model call (the tracked region is updated between "
+                     "batches: 1 follows the signer frame by frame)")
+    run.add_argument("--fps", type=float, default=25.0,
+                     help="frame rate of folders of frames (and of videos that store none)")
+    track = parser.add_argument_group("tracking (docs/VIDEO.md)")
+    track.add_argument("--no-tracking", action="store_true",
+                       help="run every frame on the whole (letterboxed) frame")
+    track.add_argument("--track-threshold", type=float, default=_T.score_threshold,
+                       help="a point at or above this score is confident")
+    track.add_argument("--track-min-points", type=int, default=_T.min_points,
+                       help="fewer confident points: tracking is lost, re-detect on the whole "
+                       "frame")
+    track.add_argument("--track-margin", type=float, default=_T.margin,
+                       help="region side = (1 + 2 margin) x the extent of the confident points")
+    smooth = parser.add_argument_group("smoothing: One Euro filter (docs/VIDEO.md)")
+    smooth.add_argument("--no-smoothing", action="store_true", help="keep the raw keypoints")
+    smooth.add_argument("--min-cutoff", type=float, default=_S.min_cutoff,
+                        help="Hz: cutoff of a still point (lower = smoother, more lag)")
+    smooth.add_argument("--beta", type=float, default=_S.beta,
+                        help="cutoff gain per signer size per second of speed (higher = less "
+                        "lag on fast signs)")
+    smooth.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
+                        help="Hz: low-pass on the speed estimate")
+    return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    """Everything `process_video` needs besides the model and the input."""
+
+    out: Path
+    formats: tuple[str, ...]
+    overlay: bool
+    min_score: float
+    batch_size: int
+    fps: float
+    tracking: TrackingParams | None
+    smoothing: OneEuroParams | None
+
+    def outputs(self, item: VideoInput) -> list[Path]:
+        """The files `item` produces."""
+        paths = [self.out / f"{item.name}.{fmt}" for fmt in self.formats]
+        return paths + ([self.out / f"{item.name}.overlay.mp4"] if self.overlay else [])
+
+
+def settings_from(args: argparse.Namespace) -> JobSettings:
+    """Validated settings from parsed arguments; ValueError names the bad flag."""
+    formats = tuple(dict.fromkeys(f.strip() for f in args.format.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"--format {args.format!r}: expected a comma-separated list of "
+                         f"{', '.join(FORMATS)}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
+    if not args.fps > 0:
+        raise ValueError(f"--fps {args.fps}: expected a positive frame rate")
+    if args.hand_onnx and not args.onnx or args.hand_checkpoint and not args.checkpoint:
+        raise ValueError("--hand-onnx goes with --onnx, --hand-checkpoint with --checkpoint")
+    tracking = None if args.no_tracking else TrackingParams(
+        score_threshold=args.track_threshold, min_points=args.track_min_points,
+        margin=args.track_margin)
+    smoothing = None if args.no_smoothing else OneEuroParams(
+        min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff)
+    return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
+                       args.fps, tracking, smoothing)
+
+
+def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
+                  position: int = 1) -> tuple[KeypointSequence, float]:
+    """Run one input and write its outputs; (sequence, frames/s decode-to-file)."""
+    start = time.perf_counter()
+    info = probe(item, job.fps)
+    processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
+                                  job.smoothing)
+    overlay = (OverlayWriter(job.out / f"{item.name}.overlay.mp4", info.fps, info.width,
+                             info.height) if job.overlay else None)
+    keypoints, tracked, regions = [], [], []
+    bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
+               leave=False, dynamic_ncols=True)
+    try:
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            result = processor.process(batch)
+            keypoints.append(result.keypoints)
+            tracked.append(result.tracked)
+            regions.append(result.regions)
+            if overlay is not None:
+                for n, frame in enumerate(batch):
+                    overlay.write(annotate(frame, result.keypoints[n], result.regions[n],
+                                           bool(result.tracked[n]), job.min_score))
+            bar.update(len(batch))
+            batch.clear()
+
+        for frame in read_frames(item, info, prefetch=2 * job.batch_size):
+            batch.append(frame)
+            if len(batch) == job.batch_size:
+                flush()
+        if batch:
+            flush()
+        if not keypoints:
+            raise VideoReadError(f"{item.path}: no frames decoded")
+        sequence = KeypointSequence(
+            keypoints=np.concatenate(keypoints), fps=info.fps, width=info.width,
+            height=info.height, tracked=np.concatenate(tracked), region=np.concatenate(regions),
+            metadata={"model": model.description, "source": str(item.path),
+                      "settings": json.dumps(describe(job.tracking, job.smoothing)),
+                      "batch_size": str(job.batch_size),
+                      "signlang_jax_version": __version__})
+        for fmt in job.formats:
+            path = job.out / f"{item.name}.{fmt}"
+            if fmt == "npz":
+                write_npz(path, sequence)
+            else:
+                write_pose(path, sequence, min_score=job.min_score)
+    except BaseException:
+        if overlay is not None:
+            overlay.close(keep=False)
+        raise
+    finally:
+        bar.close()
+    if overlay is not None:
+        overlay.close(keep=True)
+    return sequence, len(sequence.keypoints) / (time.perf_counter() - start)
+
+
+def load_model(args: argparse.Namespace) -> RegionPredictor:
+    """The model the arguments name (JAX is imported only for --checkpoint)."""
+    if args.onnx:
+        return load_onnx(args.onnx, args.hand_onnx, args.hand_min_score, args.batch_size,
+                         args.threads)
+    return load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
+                    args.hand_min_score, args.batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Process every input; return 0, or 1 if any input failed, 2 for bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        job = settings_from(args)
+    except ValueError as e:
+        parser.error(str(e))
+    if "pose" in job.formats:
+        try:
+            import pose_format  # noqa: F401  (fail before any work, not after the first video)
+        except ImportError:
+            parser.error("--format pose needs pose-format: pip install pose-format "
+                         "(or the package's pose extra)")
+    inputs, problems = find_inputs(args.inputs)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    job.out.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for item in inputs:
+        if not args.overwrite and all(p.exists() for p in job.outputs(item)):
+            print(f"skip {item.name}: {', '.join(p.name for p in job.outputs(item))} exist "
+                  "(--overwrite redoes it)", file=sys.stderr)
+        else:
+            todo.append(item)
+    if not todo:
+        return 1 if problems else 0
+    try:
+        model = load_model(args)
+    except (ValueError, OSError, TrainingError) as e:  # ConfigError, OnnxModelError, missing file
+        print(f"ERROR {e}", file=sys.stderr)
+        return 1
+    return _run_all(todo, model, job, failed=len(problems))
+
+
+def _run_all(todo: list[VideoInput], model: RegionPredictor, job: JobSettings,
+             failed: int) -> int:
+    total_frames, start = 0, time.perf_counter()
+    for item in tqdm(todo, desc="videos", unit="video", position=0, dynamic_ncols=True):
+        try:
+            sequence, fps = process_video(item, model, job)
+        except (VideoReadError, OSError, ValueError) as e:
+            tqdm.write(f"ERROR {item.path}: skipped: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        frames = len(sequence.keypoints)
+        total_frames += frames
+        tqdm.write(f"{item.name}: {frames} frames at {fps:.1f} frames/s, "
+                   f"{sequence.tracked.mean():.0%} tracked -> "
+                   f"{', '.join(p.name for p in job.outputs(item))}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    print(f"{len(todo) - failed} of {len(todo)} videos done, {total_frames} frames, "
+          f"{total_frames / max(elapsed, 1e-9):.1f} frames/s overall; {failed} failed"
+          if failed else f"{len(todo)} videos, {total_frames} frames, "
+          f"{total_frames / max(elapsed, 1e-9):.1f} frames/s overall", file=sys.stderr)
+    return 1 if failed else 0

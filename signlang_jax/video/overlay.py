@@ -1,0 +1,53 @@
+"""The annotated video (`--overlay`): skeleton, the tracked region, and how each frame was found."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from signlang_jax.draw import draw_skeleton
+
+_TRACKED = (0, 200, 0)  # RGB: the frame ran on the tracked region
+_DETECTED = (230, 60, 30)  # the frame ran on the whole frame (first frame or re-detection)
+
+
+def annotate(frame: np.ndarray, keypoints: np.ndarray, region: np.ndarray, tracked: bool,
+             threshold: float, text: str = "") -> np.ndarray:
+    """RGB frame with the skeleton, the model's square region and an optional caption."""
+    out = draw_skeleton(frame, keypoints, threshold, draw_hidden=False)
+    cx, cy, side = (float(v) for v in region)
+    colour = _TRACKED if tracked else _DETECTED
+    half = side / 2
+    cv2.rectangle(out, (round(cx - half), round(cy - half)), (round(cx + half), round(cy + half)),
+                  colour, max(1, round(max(frame.shape[:2]) / 400)), cv2.LINE_AA)
+    caption = ("tracked" if tracked else "full frame") + (f"  {text}" if text else "")
+    cv2.putText(out, caption, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
+    return out
+
+
+class OverlayWriter:
+    """Writes RGB frames to an .mp4 that appears at `path` only once `close(True)` runs."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+        self.path = path
+        # OpenCV picks the container from the extension, so the partial file ends in .mp4 too.
+        self._partial = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
+        self._writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                       (width, height))
+        if not self._writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot write an mp4v video here")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB frame."""
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self, keep: bool) -> None:
+        """Finish the file and move it into place (keep=True) or delete it."""
+        self._writer.release()
+        if keep:
+            os.replace(self._partial, self.path)
+        else:
+            self._partial.unlink(missing_ok=True)

@@ -1,0 +1,392 @@
+"""Tests for the video job: One Euro smoothing, region tracking, inputs, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from signlang_jax.crop import Region, crop_matrix
+from signlang_jax.data.augment import letterbox_matrix
+from signlang_jax.keypoints import NUM_KEYPOINTS
+from signlang_jax.video import cli
+from signlang_jax.video.formats import read_npz, read_pose
+from signlang_jax.video.models import RegionPredictor
+from signlang_jax.video.sequence import SequenceProcessor
+from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams, smoothing_alpha
+from signlang_jax.video.sources import VideoReadError, find_inputs, probe, read_frames
+from signlang_jax.video.tracking import (
+    RegionTracker,
+    TrackingParams,
+    full_frame_region,
+    signer_region,
+)
+from tests.video_helpers import BlobModel, blob_frame, blob_points, constant_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def frame_points(xy: np.ndarray, score: float = 0.9) -> np.ndarray:
+    return np.concatenate([xy, np.full((len(xy), 1), score)], 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def test_one_euro_step_by_hand():
+    """First frame passes through; a still point's next output is alpha-weighted (beta = 0)."""
+    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0), 1)
+    assert f(np.array([[10.0, 20.0, 1.0]]), 1 / 25)[0, :2].tolist() == [10.0, 20.0]
+    # tau = 1 / (2 pi) = 0.159155, alpha = 1 / (1 + tau * 25) = 0.200849
+    assert float(smoothing_alpha(1.0, 1 / 25)) == pytest.approx(0.2008486, abs=1e-7)
+    out = f(np.array([[20.0, 20.0, 1.0]]), 1 / 25)
+    assert out[0, 0] == pytest.approx(10 + 0.2008486 * 10, abs=1e-4)
+    assert out[0, 1] == pytest.approx(20.0) and out[0, 2] == 1.0
+
+
+def reference_one_euro(track: np.ndarray, params: OneEuroParams, dt: float,
+                       scale: float) -> np.ndarray:
+    """Casiez et al.'s filter for one 2-D point, written out loop by loop (speed = |velocity|)."""
+    out, prev, speed_prev = [], None, 0.0
+    for x in track:
+        if prev is None:
+            prev, speed_prev = x, 0.0
+            out.append(x)
+            continue
+        speed = math.hypot(*(x - prev)) / dt / scale
+        a_d = 1 / (1 + 1 / (2 * math.pi * params.d_cutoff) / dt)
+        speed_prev = a_d * speed + (1 - a_d) * speed_prev
+        cutoff = params.min_cutoff + params.beta * speed_prev
+        a = 1 / (1 + 1 / (2 * math.pi * cutoff) / dt)
+        prev = a * x + (1 - a) * prev
+        out.append(prev)
+    return np.array(out)
+
+
+def test_one_euro_matches_the_loop_reference_for_every_point():
+    rng = np.random.default_rng(0)
+    params = OneEuroParams(min_cutoff=0.7, beta=3.0, d_cutoff=1.2)
+    # Points 0 and 1 fix the signer box at 100 px (the filter's normaliser); the rest wander
+    # inside it.
+    tracks = rng.uniform(30, 70, (NUM_KEYPOINTS, 2)) + np.cumsum(
+        rng.normal(0, 1, (30, NUM_KEYPOINTS, 2)), 0)
+    tracks[:, 0], tracks[:, 1] = (0, 0), (100, 100)
+    assert tracks[:, 2:].min() > 0 and tracks[:, 2:].max() < 100
+    f = OneEuroFilter(params, NUM_KEYPOINTS)
+    got = np.stack([f(frame_points(t), 1 / 30)[:, :2] for t in tracks])
+    for k in (2, 17, 40, 63):
+        want = reference_one_euro(tracks[:, k], params, 1 / 30, scale=100.0)
+        np.testing.assert_allclose(got[:, k], want, atol=1e-3)
+
+
+def test_one_euro_is_scale_invariant_cuts_jitter_and_beta_cuts_lag():
+    rng = np.random.default_rng(1)
+    t = np.arange(100) / 25
+    base = rng.uniform(0, 100, (NUM_KEYPOINTS, 2))
+    clean = base + 20 * np.sin(2 * math.pi * 0.5 * t)[:, None, None]  # a slow sign, 0.5 Hz
+    noisy = clean + rng.normal(0, 1.0, clean.shape)
+
+    def run(tracks: np.ndarray, params: OneEuroParams) -> np.ndarray:
+        f = OneEuroFilter(params, NUM_KEYPOINTS)
+        return np.stack([f(frame_points(p), 1 / 25)[:, :2] for p in tracks])
+
+    params = OneEuroParams(min_cutoff=0.5, beta=1.0)
+    np.testing.assert_allclose(run(noisy, params), run(4 * noisy, params) / 4, atol=1e-3)
+    accel = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()
+    still = base + rng.normal(0, 1.0, clean.shape)
+    assert accel(run(still, params)) < accel(still) / 4
+    # A point moving at one signer size per second: beta raises the cutoff, the lag shrinks.
+    ramp = base + 100 * t[:, None, None]
+    lag = lambda beta: np.abs(run(ramp, OneEuroParams(0.5, beta))[-1] - ramp[-1]).mean()
+    assert lag(10.0) < lag(0.0) / 5
+
+
+def test_a_point_that_disappears_restarts_where_it_comes_back():
+    f = OneEuroFilter(OneEuroParams(min_cutoff=0.5, beta=0.0), NUM_KEYPOINTS)
+    pts = frame_points(np.tile([[50.0, 50.0]], (NUM_KEYPOINTS, 1)))
+    pts[1, :2] = (150, 150)  # keeps the signer scale at 100 px
+    f(pts, 1 / 25)
+    f(pts, 1 / 25)
+    gone = pts.copy()
+    gone[5, 2] = 0.1  # below score_threshold: passed through unchanged
+    gone[5, :2] = (0, 0)
+    assert f(gone, 1 / 25)[5].tolist() == pytest.approx([0.0, 0.0, 0.1])
+    back = pts.copy()
+    back[5, :2] = (90, 10)
+    out = f(back, 1 / 25)
+    assert out[5, :2].tolist() == [90.0, 10.0]  # not dragged from (50, 50)
+    assert out[6, :2].tolist() == pytest.approx([50.0, 50.0])
+
+
+def test_one_euro_rejects_bad_settings():
+    for bad in ({"min_cutoff": 0}, {"beta": -1}, {"d_cutoff": -2}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            OneEuroParams(**bad)
+    with pytest.raises(ValueError, match="dt"):
+        OneEuroFilter(OneEuroParams(), 3)(np.zeros((3, 3)), 0.0)
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+def test_signer_region_by_hand():
+    params = TrackingParams(margin=0.25, min_points=3, min_body_scales=0.0)
+    kp = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    kp[:3] = [[100, 100, 0.9], [140, 180, 0.9], [120, 150, 0.5]]
+    kp[3] = [1000, 1000, 0.2]  # not confident: ignored
+    # extent 40 x 80 -> side 1.5 x 80 = 120 around the box centre (120, 140)
+    assert signer_region(kp, params) == Region(120.0, 140.0, 120.0)
+    kp[2, 2] = 0.1
+    assert signer_region(kp, params) is None  # 2 confident points < min_points
+    # shoulders 50 px apart: at least 3 shoulder widths
+    kp[2, 2] = 0.9
+    kp[5], kp[6] = [100, 120, 0.9], [150, 120, 0.9]
+    assert signer_region(kp, TrackingParams(min_points=3)).side == pytest.approx(150.0)
+
+
+def test_full_frame_region_is_the_letterbox():
+    for w, h in ((640, 360), (360, 480), (100, 100)):
+        np.testing.assert_allclose(crop_matrix(full_frame_region(w, h), 96),
+                                   letterbox_matrix(w, h, 96), atol=1e-12)
+
+
+def test_tracker_follows_smoothly_grows_at_once_and_loses():
+    tracker = RegionTracker(TrackingParams(min_points=3, min_body_scales=0.0), 640, 360, 25.0)
+    assert tracker.region is None
+    square = lambda x0, side: frame_points(blob_points(x0, 100, side))
+    tracker.observe(square(100, 80))
+    first = tracker.region
+    assert first is not None and first.cx == pytest.approx(139.5) and first.side == pytest.approx(
+        1.5 * 70, rel=1e-6)
+    tracker.observe(square(110, 80))  # a 10 px step: the region moves only part of the way
+    assert first.cx < tracker.region.cx < 149.5
+    tracker.observe(square(110, 160))  # the signer's points reach past: side grows at once
+    grown = tracker.region
+    assert grown.side >= 1.5 * 140 - 1e-6
+    assert tracker.lost(np.zeros((NUM_KEYPOINTS, 3), np.float32))
+    tracker.observe(np.zeros((NUM_KEYPOINTS, 3), np.float32))
+    assert tracker.region is None
+    # a collapsed region (side < 15% of 360 px) and a centre outside the frame are lost too
+    assert tracker.lost(square(100, 20))
+    assert tracker.lost(square(700, 80))
+
+
+def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
+    width, height, model = 320, 180, BlobModel()
+    predictor = RegionPredictor(model, 64, None, batch_size=2, description="blob")
+    processor = SequenceProcessor(predictor, width, height, 25.0,
+                                  TrackingParams(min_points=3, min_body_scales=0.0), None)
+    xs = [40, 44, 48, 52, None, 60, 64]  # None: the blob leaves the frame
+    frames = [blob_frame(width, height, x, 60, 40) if x is not None
+              else blob_frame(width, height, -100, 60, 10) for x in xs]
+    results = [processor.process(frames[i:i + 2]) for i in range(0, len(frames), 2)]
+    tracked = np.concatenate([r.tracked for r in results])
+    keypoints = np.concatenate([r.keypoints for r in results])
+    regions = np.concatenate([r.regions for r in results])
+    # Batches [0, 1] [2, 3] [4, 5] [6]: 0-1 run on the whole frame (no region yet), 2-3 on
+    # the region; 4 finds nothing there, is re-detected on the whole frame (nothing either) and
+    # resets the tracker; 5 ran on its batch's region (from frame 3) and restarts the tracker
+    # for 6.
+    assert tracked.tolist() == [False, False, True, True, False, True, True]
+    assert processor.redetections == 1
+    np.testing.assert_allclose(regions[0], [(width - 1) / 2, (height - 1) / 2, width])
+    for n, x in enumerate(xs):
+        if x is None:
+            assert (keypoints[n, :, 2] == 0).all()
+            continue
+        # Whole frame: 64 px input for 320 px (5 px per input pixel); tracked: finer.
+        tolerance = 5.0 if not tracked[n] else 2.0
+        np.testing.assert_allclose(keypoints[n, :, :2], blob_points(x, 60, 40), atol=tolerance)
+    assert regions[2, 2] < width / 2  # the tracked region zooms in
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def blob_clip(n: int = 5, width: int = 96, height: int = 64) -> list[np.ndarray]:
+    return [blob_frame(width, height, 20 + 3 * i, 16, 24) for i in range(n)]
+
+
+def test_find_inputs_files_folders_globs_frames_and_problems(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    a = write_video(clips / "a.mp4", blob_clip())
+    b = write_video(clips / "b.avi", blob_clip())
+    frames = tmp_path / "signer1" / "images"
+    frames.mkdir(parents=True)
+    for i, frame in enumerate(blob_clip(3)):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), frame)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    write_video(other / "a.mp4", blob_clip())
+    inputs, problems = find_inputs([str(clips), str(frames), str(tmp_path / "c*" / "*.mp4"),
+                                    str(tmp_path / "notes.txt"), str(tmp_path / "empty"),
+                                    str(tmp_path / "missing.mp4"), str(other / "a.mp4")])
+    assert [(i.name, i.path, len(i.frames)) for i in inputs] == [
+        ("a", a, 0), ("b", b, 0), ("signer1", frames, 3)]
+    assert len(problems) == 4
+    assert "notes.txt: not a video file" in problems[0]
+    assert "empty: no video files" in problems[1]
+    assert "missing.mp4: no such file" in problems[2]
+    assert "output name 'a' is already taken" in problems[3]
+
+
+def test_read_frames_in_order_and_errors_name_the_file(tmp_path):
+    clip = blob_clip(4)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(clip):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    item = find_inputs([str(folder)])[0][0]
+    info = probe(item, 12.5)
+    assert (info.width, info.height, info.fps, info.num_frames) == (96, 64, 12.5, 4)
+    got = list(read_frames(item, info, prefetch=1))
+    assert len(got) == 4 and all((g == c).all() for g, c in zip(got, clip, strict=True))
+    (folder / "02.png").write_bytes(b"not a png")
+    with pytest.raises(VideoReadError, match="02.png: cannot decode"):
+        list(read_frames(item, info))
+    cv2.imwrite(str(folder / "02.png"), np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(VideoReadError, match="02.png: frame size 10x10 differs"):
+        list(read_frames(item, info))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(VideoReadError, match="broken.mp4: cannot decode this video"):
+        probe(find_inputs([str(broken)])[0][0], 25.0)
+
+
+def test_reader_stops_cleanly_when_the_consumer_stops(tmp_path):
+    video = write_video(tmp_path / "v.mp4", blob_clip(40))
+    item = find_inputs([str(video)])[0][0]
+    frames = read_frames(item, probe(item, 25.0), prefetch=2)
+    next(frames)
+    frames.close()  # the decoding thread must not hang on a full queue
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def constant_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A 32 px constant ONNX body model: every point at input (8 + k/4, 12), score 0.9."""
+    folder = tmp_path_factory.mktemp("onnx")
+    kp = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    kp[:, 0] = 8 + np.arange(NUM_KEYPOINTS) / 4
+    kp[:, 1] = 12
+    kp[:, 2] = 0.9
+    return constant_onnx(folder / "body.onnx", kp, 32), kp
+
+
+def test_cli_writes_npz_pose_and_overlay_then_skips(constant_model, tmp_path):
+    body, kp = constant_model
+    video = write_video(tmp_path / "clip.mp4", blob_clip(5), fps=10.0)
+    out = tmp_path / "out"
+    args = [str(video), "--out", str(out), "--onnx", str(body), "--format", "npz,pose",
+            "--overlay", "--batch-size", "2", "--no-smoothing", "--no-tracking"]
+    assert cli.main(args) == 0
+    seq = read_npz(out / "clip.npz")
+    assert seq.keypoints.shape == (5, NUM_KEYPOINTS, 3) and seq.fps == 10.0
+    assert (seq.width, seq.height) == (96, 64) and not seq.tracked.any()
+    # input pixel p of the 32 px letterbox of 96 x 64 -> frame pixel (p - 15.5) * 3 + (47.5, 31.5)
+    want_x = (kp[:, 0] - 15.5) * 3 + 47.5
+    want_y = (kp[:, 1] - 15.5) * 3 + 31.5
+    np.testing.assert_allclose(seq.keypoints[:, :, 0], np.tile(want_x, (5, 1)), atol=1e-4)
+    np.testing.assert_allclose(seq.keypoints[:, :, 1], np.tile(want_y, (5, 1)), atol=1e-4)
+    assert json.loads(seq.metadata["settings"]) == {"tracking": None, "smoothing": None}
+    pose = read_pose(out / "clip.pose")
+    np.testing.assert_allclose(pose.keypoints, seq.keypoints, atol=1e-4)
+    overlay = cv2.VideoCapture(str(out / "clip.overlay.mp4"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    overlay.release()
+    assert sorted(p.name for p in out.iterdir()) == ["clip.npz", "clip.overlay.mp4", "clip.pose"]
+    before = (out / "clip.npz").stat().st_mtime_ns
+    assert cli.main(args) == 0  # finished: skipped
+    assert (out / "clip.npz").stat().st_mtime_ns == before
+    assert cli.main([*args, "--overwrite"]) == 0
+    assert (out / "clip.npz").stat().st_mtime_ns != before
+
+
+def test_cli_skips_a_bad_video_and_still_processes_the_others(constant_model, tmp_path, capsys):
+    body, _ = constant_model
+    good = write_video(tmp_path / "good.mp4", blob_clip(3))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 50)
+    out = tmp_path / "out"
+    (out / "bad.npz").parent.mkdir()
+    (out / "bad.npz").write_bytes(b"an older result that must survive")
+    code = cli.main([str(bad), str(good), "--out", str(out), "--onnx", str(body), "--overwrite"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "bad.mp4" in err and "cannot decode this video" in err
+    assert read_npz(out / "good.npz").keypoints.shape == (3, NUM_KEYPOINTS, 3)
+    assert (out / "bad.npz").read_bytes() == b"an older result that must survive"
+    assert not [p for p in out.iterdir() if "partial" in p.name or p.name.startswith(".")]
+
+
+def test_cli_tracks_and_smooths_by_default(constant_model, tmp_path):
+    body, _ = constant_model
+    video = write_video(tmp_path / "clip.mp4", blob_clip(6))
+    out = tmp_path / "out"
+    assert cli.main([str(video), "--out", str(out), "--onnx", str(body),
+                     "--batch-size", "1"]) == 0
+    seq = read_npz(out / "clip.npz")
+    # Frame 0 runs on the whole frame; the constant points are confident, so every later frame
+    # runs on the region around the previous frame's points.
+    assert seq.tracked.tolist() == [False, True, True, True, True, True]
+    assert seq.region[1, 2] < seq.region[0, 2]
+    settings = json.loads(seq.metadata["settings"])
+    assert settings["smoothing"]["min_cutoff"] == OneEuroParams().min_cutoff
+
+
+def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
+    body, _ = constant_model
+    for extra, message in ((["--format", "csv"], "--format"), (["--batch-size", "0"],
+                           "--batch-size"), (["--hand-checkpoint", "x"], "--hand-checkpoint")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["x.mp4", "--out", str(tmp_path), "--onnx", str(body), *extra])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    video = write_video(tmp_path / "v.mp4", blob_clip(2))
+    assert cli.main([str(video), "--out", str(tmp_path / "o"), "--onnx",
+                     str(tmp_path / "missing.onnx")]) == 1
+    assert "missing.onnx: no such ONNX file" in capsys.readouterr().err
+
+
+def test_onnx_video_path_runs_without_jax_or_torch_installed(constant_model, tmp_path):
+    """The CLI with --onnx in a subprocess where importing JAX, flax or torch fails."""
+    body, _ = constant_model
+    video = write_video(tmp_path / "clip.mp4", blob_clip(3))
+    code = f"""
+import importlib.abc, sys
+BLOCKED = ("jax", "jaxlib", "flax", "torch", "optax", "orbax", "grain", "tensorflow")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is not installed on this deployment machine")
+sys.meta_path.insert(0, Block())
+from signlang_jax.video.cli import main
+sys.exit(main([{str(video)!r}, "--out", {str(tmp_path / "out")!r}, "--onnx", {str(body)!r},
+               "--overlay"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert read_npz(tmp_path / "out" / "clip.npz").keypoints.shape == (3, NUM_KEYPOINTS, 3)
