@@ -1,7 +1,9 @@
 """`python -m signlang_jax.live_demo`: skeleton overlay on a webcam or a video file, with FPS.
 
-Press q or Esc to quit (the end of a video file also ends it). Headless machines: --no-display
-with --out out.mp4 writes the annotated video instead of showing it.
+The same tracking and smoothing as `python -m signlang_jax.video` (one implementation:
+`signlang_jax.video.sequence`), one frame at a time. Keys: t toggles tracking, s toggles
+smoothing, q or Esc quits (the end of a video file also ends it). Headless machines:
+--no-display with --out out.mp4 writes the annotated video instead of showing it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
-    from signlang_jax.inference import (
+    from signlang_jax.cli_args import (
         add_checkpoint_arguments,
         add_dtype_argument,
         add_hand_arguments,
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="also write the annotated video (.mp4)")
     parser.add_argument("--no-display", action="store_true", help="do not open a window")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no)")
+    parser.add_argument("--no-tracking", action="store_true",
+                        help="start with tracking off (key t toggles it)")
+    parser.add_argument("--no-smoothing", action="store_true",
+                        help="start with smoothing off (key s toggles it)")
     return parser
 
 
@@ -47,12 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         # Takes effect because no JAX computation has run yet in this process.
         jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
 
-    from signlang_jax.compile_cache import enable_compilation_cache
-    from signlang_jax.draw import draw_skeleton
-    from signlang_jax.inference import Predictor, load_hand_stage, load_model
-    from signlang_jax.train import TrainingError
-
-    enable_compilation_cache()
+    from signlang_jax.errors import TrainingError
+    from signlang_jax.video.models import load_jax
+    from signlang_jax.video.overlay import annotate
+    from signlang_jax.video.sequence import DEFAULT_SMOOTHING, DEFAULT_TRACKING, SequenceProcessor
 
     if args.no_display and not args.out:
         print("ERROR --no-display without --out would produce nothing; add --out out.mp4",
@@ -74,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         capture.release()
         return 1
     try:
-        model, config, _ = load_model(args.checkpoint, args.step, args.dtype)
-        hand_stage = None if args.hand_checkpoint is None else load_hand_stage(
-            args.hand_checkpoint, None, args.dtype, args.hand_min_score)
-        predictor = Predictor(model, config, hand_stage=hand_stage)
-    except (TrainingError, ValueError) as e:
+        model = load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
+                         args.hand_min_score, batch_size=1)
+    except (TrainingError, ValueError, OSError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         capture.release()
         return 1
+    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    processor, tracking, smoothing = None, not args.no_tracking, not args.no_smoothing
     writer = None
     frames, start, fps = 0, time.perf_counter(), 0.0
     try:
@@ -91,17 +95,21 @@ def main(argv: list[str] | None = None) -> int:
                 break
             tick = time.perf_counter()
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            keypoints = predictor.predict_image(rgb)
-            overlay = cv2.cvtColor(draw_skeleton(rgb, keypoints, args.conf_threshold,
-                                                 draw_hidden=False), cv2.COLOR_RGB2BGR)
+            if processor is None or (processor.height, processor.width) != rgb.shape[:2]:
+                processor = SequenceProcessor(model, rgb.shape[1], rgb.shape[0], rate,
+                                              DEFAULT_TRACKING if tracking else None,
+                                              DEFAULT_SMOOTHING if smoothing else None)
+            result = processor.process([rgb])
             now = time.perf_counter()
             fps = 0.9 * fps + 0.1 / max(now - tick, 1e-6) if frames else 1 / max(now - tick, 1e-6)
-            cv2.putText(overlay, f"{fps:.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
-                        (0, 255, 255), 2, cv2.LINE_AA)
+            caption = (f"{fps:.1f} FPS  smoothing {'on' if smoothing else 'off'}"
+                       f"  (t: tracking, s: smoothing)")
+            overlay = cv2.cvtColor(annotate(rgb, result.keypoints[0], result.regions[0],
+                                            bool(result.tracked[0]), args.conf_threshold,
+                                            caption), cv2.COLOR_RGB2BGR)
             if args.out:
                 if writer is None:
                     h, w = overlay.shape[:2]
-                    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
                     writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), rate,
                                              (w, h))
                     if not writer.isOpened():
@@ -111,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             frames += 1
             if not args.no_display:
                 cv2.imshow("signlang-jax (q / Esc to quit)", overlay)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27):
                     break
+                if key == ord("t"):
+                    tracking = not tracking
+                    processor.set_tracking(tracking)
+                if key == ord("s"):
+                    smoothing = not smoothing
+                    processor.set_smoothing(smoothing)
             if args.max_frames and frames >= args.max_frames:
                 break
     finally:

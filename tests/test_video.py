@@ -390,3 +390,24 @@ sys.exit(main([{str(video)!r}, "--out", {str(tmp_path / "out")!r}, "--onnx", {st
                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     assert read_npz(tmp_path / "out" / "clip.npz").keypoints.shape == (3, NUM_KEYPOINTS, 3)
+
+
+def test_jax_checkpoint_path_equals_the_image_predictor(tiny_run, synth_root, tmp_path):
+    """--checkpoint, untracked and unsmoothed: each frame as `Predictor.predict_image` sees it."""
+    from signlang_jax.inference import Predictor, load_model
+
+    frames = [cv2.cvtColor(cv2.imread(str(synth_root / "images" / f"{i:06d}.jpg")),
+                           cv2.COLOR_BGR2RGB) for i in range(3)]
+    folder = tmp_path / "clip_a"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert cli.main([str(folder), "--out", str(out), "--checkpoint", f"{tiny_run}:latest",
+                     "--no-tracking", "--no-smoothing", "--batch-size", "2"]) == 0
+    seq = read_npz(out / "clip_a.npz")
+    model, config, _ = load_model(tiny_run, "latest")
+    predictor = Predictor(model, config)
+    want = np.stack([predictor.predict_image(f) for f in frames])
+    np.testing.assert_allclose(seq.keypoints, want, atol=1e-3)
+    assert seq.metadata["model"].startswith("jax ")
