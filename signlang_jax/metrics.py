@@ -189,3 +189,18 @@ def mean_pck(correct: np.ndarray, total: np.ndarray) -> float:
     """Mean over keypoints with a visible sample of correct / total; NaN if none."""
     valid = total > 0
     return float((correct[valid] / total[valid]).mean()) if valid.any() else float("nan")
+
+
+def acceleration_sums(xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Jitter of a keypoint sequence: per keypoint, the sum of |x[t+1] - 2 x[t] + x[t-1]| (the
+    frame-to-frame acceleration, pixels / frame^2) over the triples of frames where `valid` holds
+    in all three, and the number of such triples: (K,) float64 and (K,) int64 from (T, K, 2) and
+    (T, K) bool. Sums and counts pool over clips; their ratio is the mean absolute acceleration.
+    """
+    xy = np.asarray(xy, np.float64)
+    valid = np.asarray(valid, bool)
+    if len(xy) < 3:
+        return np.zeros(xy.shape[1]), np.zeros(xy.shape[1], np.int64)
+    accel = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1)
+    both = valid[2:] & valid[1:-1] & valid[:-2]
+    return np.where(both, accel, 0.0).sum(0), both.sum(0).astype(np.int64)

@@ -72,3 +72,19 @@ def test_hand_pck_averages_per_keypoint_accuracies():
     assert math.isnan(one["val/hand_pck@0.2/right_hand"])
     none = hand_pck({"left_hand": never, "right_hand": never})
     assert all(math.isnan(v) for v in none.values()) and len(none) == 3
+
+
+def test_acceleration_sums_by_hand():
+    from signlang_jax.metrics import acceleration_sums
+
+    # Point 0: x = 0, 1, 4, 9 (t^2): acceleration 2 at both inner frames; point 1: a straight
+    # line (0) with frame 3 invalid, so only the first triple counts.
+    xy = np.zeros((4, 2, 2))
+    xy[:, 0, 0] = [0, 1, 4, 9]
+    xy[:, 1, 1] = [0, 3, 6, 100]
+    valid = np.ones((4, 2), bool)
+    valid[3, 1] = False
+    sums, counts = acceleration_sums(xy, valid)
+    assert sums.tolist() == [4.0, 0.0] and counts.tolist() == [2, 1]
+    sums, counts = acceleration_sums(xy[:2], valid[:2])
+    assert sums.tolist() == [0.0, 0.0] and counts.tolist() == [0, 0]
