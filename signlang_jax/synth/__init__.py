@@ -9,7 +9,9 @@ keypoints are occluded, so the labels match the pixels.
 Modules: `parts` (part ids, owner map, visibility), `scene` (drawing primitives, colours,
 backgrounds, camera effects), `hand` (the hand model), `signer` (pose and drawing of the signer),
 `stills` (still samples and datasets), `cli` (`python -m signlang_jax.synth --out DIR --num N
---seed S`).
+--seed S`), `motion` (keyframed signing over time) and `clips` (video clips with per-frame labels,
+`python -m signlang_jax.synth.clips`; import it from there, it is not re-exported here so that
+`-m` runs it cleanly).
 """
 
 from signlang_jax.synth.cli import build_parser, main

@@ -129,8 +129,12 @@ def _hand_points(shape: dict) -> np.ndarray:
         )
         p = p + _SEG_LEN[0, k] * shape["length"][0] * direction
         pts[_CHAINS[0, k + 1]] = p
-    if shape["pinch"]:
-        _pinch_thumb(pts)
+    # `pinch` is a bool for a still and a weight in [0, 1] while a clip blends two handshapes.
+    pinch = float(shape["pinch"])
+    if pinch > 0.0:
+        pinched = pts.copy()
+        _pinch_thumb(pinched)
+        pts = pinched if pinch >= 1.0 else pts + (pinched - pts) * pinch
     return pts
 
 
@@ -168,16 +172,39 @@ def _rot3(yaw: float, pitch: float) -> np.ndarray:
     return ry @ rx
 
 
-def draw_hand(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, group: str,
-               wrist: np.ndarray, direction: np.ndarray, length: float, skin: tuple) -> np.ndarray:
-    """Draw one articulated hand; return its 21 keypoints (pixels) in schema hand order.
+def sample_hand(rng: np.random.Generator, group: str) -> dict:
+    """Random handshape, 3D orientation (yaw, pitch) and per-finger tints of one hand.
 
-    `group` is "left_hand" or "right_hand" (its id is written into `owner`), `wrist` the wrist
-    position in pixels, `direction` a unit vector from the wrist towards the fingers, `length` the
-    wrist-to-middle-fingertip length of the extended hand in pixels, `skin` an RGB colour. The
-    handshape and the hand's 3D tilt are drawn from `rng`.
+    The tints are drawn in the order the fingers are painted, as `draw_hand` always did, so a
+    still's random stream stays the same.
     """
     shape = _handshape(rng)
+    yaw = rng.normal(0.0, 0.4) + (math.pi if rng.random() < 0.4 else 0.0)
+    pitch = float(np.clip(rng.normal(0.0, 0.35), -0.8, 0.8))
+    hand = {"shape": shape, "yaw": yaw, "pitch": pitch, "tints": np.ones(5)}
+    geometry = _hand_geometry(hand, group)
+    for f in geometry["behind"] + geometry["front"]:
+        hand["tints"][f] = rng.uniform(0.93, 1.06)
+    return hand
+
+
+def blend_hands(a: dict, b: dict, t: float) -> dict:
+    """The hand `t` of the way from `a` to `b` (angles, curls and orientation; looks from `a`)."""
+    sa, sb = a["shape"], b["shape"]
+    lerp = lambda x, y: x + (y - x) * t  # noqa: E731
+    shape = {key: lerp(np.asarray(sa[key], np.float64), np.asarray(sb[key], np.float64))
+             for key in ("flex", "splay", "thumb_psi", "thumb_flex", "thumb_elev", "thumb_front",
+                         "pinch")}
+    shape["length"] = sa["length"]
+    # Turn the hand the short way round: palm-to-back is a forearm rotation, not a full spin.
+    turn = (b["yaw"] - a["yaw"] + math.pi) % (2 * math.pi) - math.pi
+    return {"shape": shape, "yaw": a["yaw"] + turn * t, "pitch": lerp(a["pitch"], b["pitch"]),
+            "tints": a["tints"]}
+
+
+def _hand_geometry(hand: dict, group: str) -> dict:
+    """Rotated 3D joints (21, 3), palm outline and the fingers behind / in front of the palm."""
+    shape = hand["shape"]
     pts3 = _hand_points(shape)
     palm3 = np.concatenate(
         [pts3[_PALM_HULL_JOINTS], np.c_[_PALM_EXTRA, np.zeros(len(_PALM_EXTRA))]]
@@ -186,73 +213,95 @@ def draw_hand(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, grou
         pts3, palm3 = pts3 * [-1, 1, 1], palm3 * [-1, 1, 1]
     # Palm or back to the camera, tilted: a rotation then an orthographic projection gives the
     # foreshortening of a hand seen at an angle.
-    yaw = rng.normal(0.0, 0.4) + (math.pi if rng.random() < 0.4 else 0.0)
-    pitch = float(np.clip(rng.normal(0.0, 0.35), -0.8, 0.8))
-    rot = _rot3(yaw, pitch)
+    rot = _rot3(hand["yaw"], hand["pitch"])
     pts3, palm3 = pts3 @ rot.T, palm3 @ rot.T
-    ux, uy = direction
-    plane = np.array([[-uy, -ux], [ux, -uy]])  # maps the canonical finger direction (0,-1) to u
-    to_px = lambda p: wrist + length * (p[:, :2] @ plane.T)
-    xy, palm_xy = to_px(pts3), to_px(palm3)
     z = pts3[:, 2]
-    pid = PART_IDS[group]
-    line = cv2.LINE_AA
-
-    outline = shade(skin, 0.62)
-    crease = shade(skin, 0.8)
-    tip_col = mix(skin, (255, 236, 228), 0.45)
-    edge = max(0.7, 0.012 * length)
     palm_z = float(z[_PALM_HULL_JOINTS].mean())
-    palm_facing = rot[2, 2] > 0
     order = sorted(range(5), key=lambda f: z[_CHAINS[f]].mean() + (shape["thumb_front"] if f == 0
                                                                       else 0.0))
     behind = [f for f in order if z[_CHAINS[f]].mean() < palm_z - 0.06]
     front = [f for f in order if f not in behind]
+    return {"pts3": pts3, "palm3": palm3, "palm_facing": rot[2, 2] > 0, "behind": behind,
+            "front": front}
 
-    def draw_finger(f: int) -> None:
-        chain = _CHAINS[f]
-        radii = np.maximum(_RADII[f] * length, 0.6)
-        tint = rng.uniform(0.93, 1.06)
-        p0, p1 = xy[chain[:-1]], xy[chain[1:]]
-        k = 8 if radii[0] > 4 else 6
-        fill(img, owner, capsules(p0, p1, radii[:-1] + edge, radii[1:] + edge, k), outline, pid)
-        fill(img, None, capsules(p0, p1, radii[:-1], radii[1:], k), shade(skin, tint), pid)
-        if radii[-1] >= 1.5:
-            # Creases across the finger at the inner joints, and a lighter nail/pad at the tip.
-            for j in (1, 2):
-                d = xy[chain[j + 1]] - xy[chain[j - 1]]
-                d = d / max(float(np.hypot(*d)), 1e-9)
-                n = np.array([-d[1], d[0]]) * radii[j] * 0.8
-                cv2.line(img, fixed(xy[chain[j]] - n), fixed(xy[chain[j]] + n), crease,
-                         max(1, round(radii[j] * 0.18)), line, SHIFT)
-            d = xy[chain[3]] - xy[chain[2]]
-            angle = math.degrees(math.atan2(d[1], d[0]))
-            ellipse(img, xy[chain[3]], (radii[3] * 0.62, radii[3] * 0.5), angle, tip_col)
 
-    def draw_palm() -> None:
-        hull = cv2.convexHull(fixed(palm_xy))
-        cv2.fillConvexPoly(img, hull, skin, line, SHIFT)
-        cv2.fillConvexPoly(owner, hull, pid, cv2.LINE_8, SHIFT)
-        cv2.polylines(img, [hull], True, outline, max(1, round(edge)), line, SHIFT)
-        if length * 0.05 < 1.5:
-            return
-        width = max(1, round(length * 0.008))
-        if palm_facing:  # palm creases
-            a, b, c = xy[_CHAINS[1, 0]], xy[_CHAINS[4, 0]], xy[_WRIST]
-            for t0, t1 in ((0.25, 0.3), (0.4, 0.45)):
-                p, q = a + (c - a) * t0, b + (c - b) * t1
-                mid = (p + q) / 2 + (c - (a + b) / 2) * 0.08
-                cv2.polylines(img, [fixed(np.stack([p, mid, q]))], False, crease, width, line,
-                              SHIFT)
-        else:  # knuckles on the back of the hand
-            knuckle_angle = math.degrees(math.atan2(uy, ux))
-            for f in range(1, 5):
-                r = _RADII[f, 0] * length * 0.45
-                ellipse(img, xy[_CHAINS[f, 0]], (r * 0.7, r), knuckle_angle, crease)
+def draw_hand(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, group: str,
+              wrist: np.ndarray, direction: np.ndarray, length: float, skin: tuple) -> np.ndarray:
+    """Draw one random articulated hand; return its 21 keypoints (pixels) in schema hand order.
 
-    for f in behind:
-        draw_finger(f)
-    draw_palm()
-    for f in front:
-        draw_finger(f)
+    `group` is "left_hand" or "right_hand" (its id is written into `owner`), `wrist` the wrist
+    position in pixels, `direction` a unit vector from the wrist towards the fingers, `length` the
+    wrist-to-middle-fingertip length of the extended hand in pixels, `skin` an RGB colour. The
+    handshape and the hand's 3D tilt are drawn from `rng` (`sample_hand`).
+    """
+    return paint_hand(img, owner, group, wrist, direction, length, skin, sample_hand(rng, group))
+
+
+def paint_hand(img: np.ndarray, owner: np.ndarray, group: str, wrist: np.ndarray,
+               direction: np.ndarray, length: float, skin: tuple, hand: dict) -> np.ndarray:
+    """Draw the hand `hand` (from `sample_hand` / `blend_hands`); arguments as `draw_hand`."""
+    geometry = _hand_geometry(hand, group)
+    ux, uy = direction
+    plane = np.array([[-uy, -ux], [ux, -uy]])  # maps the canonical finger direction (0,-1) to u
+    to_px = lambda p: wrist + length * (p[:, :2] @ plane.T)  # noqa: E731
+    xy, palm_xy = to_px(geometry["pts3"]), to_px(geometry["palm3"])
+    pid = PART_IDS[group]
+    colours = {"skin": skin, "outline": shade(skin, 0.62), "crease": shade(skin, 0.8),
+               "tip": mix(skin, (255, 236, 228), 0.45)}
+    edge = max(0.7, 0.012 * length)
+    for f in geometry["behind"]:
+        _draw_finger(img, owner, xy[_CHAINS[f]], _RADII[f] * length, edge, colours,
+                     hand["tints"][f], pid)
+    _draw_palm(img, owner, xy, palm_xy, geometry["palm_facing"], length, edge, colours,
+               math.degrees(math.atan2(uy, ux)), pid)
+    for f in geometry["front"]:
+        _draw_finger(img, owner, xy[_CHAINS[f]], _RADII[f] * length, edge, colours,
+                     hand["tints"][f], pid)
     return xy
+
+
+def _draw_finger(img: np.ndarray, owner: np.ndarray, chain_xy: np.ndarray, radii: np.ndarray,
+                 edge: float, colours: dict, tint: float, pid: int) -> None:
+    """One finger: outlined tapered capsules, creases at the inner joints, a lighter tip."""
+    radii = np.maximum(radii, 0.6)
+    p0, p1 = chain_xy[:-1], chain_xy[1:]
+    k = 8 if radii[0] > 4 else 6
+    fill(img, owner, capsules(p0, p1, radii[:-1] + edge, radii[1:] + edge, k),
+         colours["outline"], pid)
+    fill(img, None, capsules(p0, p1, radii[:-1], radii[1:], k), shade(colours["skin"], tint), pid)
+    if radii[-1] < 1.5:
+        return
+    for j in (1, 2):
+        d = chain_xy[j + 1] - chain_xy[j - 1]
+        d = d / max(float(np.hypot(*d)), 1e-9)
+        n = np.array([-d[1], d[0]]) * radii[j] * 0.8
+        cv2.line(img, fixed(chain_xy[j] - n), fixed(chain_xy[j] + n), colours["crease"],
+                 max(1, round(radii[j] * 0.18)), cv2.LINE_AA, SHIFT)
+    d = chain_xy[3] - chain_xy[2]
+    angle = math.degrees(math.atan2(d[1], d[0]))
+    ellipse(img, chain_xy[3], (radii[3] * 0.62, radii[3] * 0.5), angle, colours["tip"])
+
+
+def _draw_palm(img: np.ndarray, owner: np.ndarray, xy: np.ndarray, palm_xy: np.ndarray,
+               palm_facing: bool, length: float, edge: float, colours: dict,
+               knuckle_angle: float, pid: int) -> None:
+    """The palm polygon, then palm creases (palm to the camera) or knuckles (back of the hand)."""
+    line = cv2.LINE_AA
+    hull = cv2.convexHull(fixed(palm_xy))
+    cv2.fillConvexPoly(img, hull, colours["skin"], line, SHIFT)
+    cv2.fillConvexPoly(owner, hull, pid, cv2.LINE_8, SHIFT)
+    cv2.polylines(img, [hull], True, colours["outline"], max(1, round(edge)), line, SHIFT)
+    if length * 0.05 < 1.5:
+        return
+    width = max(1, round(length * 0.008))
+    if palm_facing:
+        a, b, c = xy[_CHAINS[1, 0]], xy[_CHAINS[4, 0]], xy[_WRIST]
+        for t0, t1 in ((0.25, 0.3), (0.4, 0.45)):
+            p, q = a + (c - a) * t0, b + (c - b) * t1
+            mid = (p + q) / 2 + (c - (a + b) / 2) * 0.08
+            cv2.polylines(img, [fixed(np.stack([p, mid, q]))], False, colours["crease"], width,
+                          line, SHIFT)
+    else:
+        for f in range(1, 5):
+            r = _RADII[f, 0] * length * 0.45
+            ellipse(img, xy[_CHAINS[f, 0]], (r * 0.7, r), knuckle_angle, colours["crease"])

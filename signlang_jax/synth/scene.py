@@ -149,21 +149,33 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def postprocess(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Camera effects: blur, brightness/contrast/gamma/colour cast, sensor noise."""
-    size = img.shape[0]
-    if rng.random() < 0.6:
-        sigma = rng.uniform(0.3, 1.4) * size / 512.0
+    return apply_camera_effects(img, sample_camera_effects(rng), rng)
+
+
+def sample_camera_effects(rng: np.random.Generator) -> dict:
+    """Random blur, tone curve (gamma, contrast, brightness, colour cast) and noise strength."""
+    blur = rng.uniform(0.3, 1.4) if rng.random() < 0.6 else None  # sigma per 512 px of height
+    gamma, contrast = rng.uniform(0.75, 1.35), rng.uniform(0.7, 1.25)
+    brightness, cast = rng.uniform(-35, 35), rng.uniform(0.85, 1.15, 3)
+    v = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    lut = ((v ** gamma) * 255.0 - 128.0) * contrast * cast[None] + 128.0 + brightness
+    noise = rng.uniform(1.0, 9.0) if rng.random() < 0.8 else None  # std in grey levels
+    return {"blur": blur, "lut": np.clip(np.rint(lut), 0, 255).astype(np.uint8)[:, None, :],
+            "noise": noise}
+
+
+def apply_camera_effects(img: np.ndarray, effects: dict,
+                         noise_rng: np.random.Generator) -> np.ndarray:
+    """Apply `sample_camera_effects` to an image; the sensor noise is drawn from `noise_rng`."""
+    if effects["blur"] is not None:
+        sigma = effects["blur"] * img.shape[0] / 512.0
         if sigma >= 0.3:
             img = cv2.GaussianBlur(img, (0, 0), sigma)
     # One per-channel lookup table applies gamma, contrast, brightness and a colour cast at once.
-    v = np.arange(256, dtype=np.float64)[:, None] / 255.0
-    gamma, contrast = rng.uniform(0.75, 1.35), rng.uniform(0.7, 1.25)
-    brightness, cast = rng.uniform(-35, 35), rng.uniform(0.85, 1.15, 3)
-    lut = ((v ** gamma) * 255.0 - 128.0) * contrast * cast[None] + 128.0 + brightness
-    img = cv2.LUT(img, np.clip(np.rint(lut), 0, 255).astype(np.uint8)[:, None, :])
-    if rng.random() < 0.8:
+    img = cv2.LUT(img, effects["lut"])
+    if effects["noise"] is not None:
         # Uniform noise of std `sigma`: uint8 draws are ~10x cheaper than Gaussian floats.
-        sigma = rng.uniform(1.0, 9.0)
-        k = sigma * math.sqrt(3.0) / 128.0
-        noise = rng.integers(0, 256, img.shape, dtype=np.uint8)
+        k = effects["noise"] * math.sqrt(3.0) / 128.0
+        noise = noise_rng.integers(0, 256, img.shape, dtype=np.uint8)
         img = cv2.addWeighted(img, 1.0, noise, k, -128.0 * k)
     return img

@@ -1,4 +1,11 @@
-"""The procedural signer: a random pose and appearance, drawn with its 64 keypoints."""
+"""The procedural signer: random appearance and pose (`sample_signer`), drawn by `draw_signer`.
+
+A signer is plain data: `look` (colours, proportions, draw order; fixed for a person) and `pose`
+(canonical joint positions in units of the shoulder width with the origin between the shoulders,
+the body lean, the head turn and the two hands). Stills sample one of each; clips keep the look and
+interpolate poses. Sampling draws the random numbers in the order the original one-pass renderer
+did, so still images are bitwise unchanged.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import cv2
 import numpy as np
 
 from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, KEYPOINT_NAMES
-from signlang_jax.synth.hand import draw_hand, rotate2
+from signlang_jax.synth.hand import paint_hand, rotate2, sample_hand
 from signlang_jax.synth.parts import FACE_TO_BODY, PART_IDS, SIDES
 from signlang_jax.synth.scene import (
     FIXED,
@@ -24,6 +31,7 @@ from signlang_jax.synth.scene import (
 )
 
 _K = KEYPOINT_INDEX
+
 
 def _arm(rng: np.random.Generator, shoulder: np.ndarray, sgn: float, mode: str,
          target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,41 +74,59 @@ def _wrist_target(rng: np.random.Generator, sgn: float, head: np.ndarray) -> tup
     return np.zeros(2), "raised"
 
 
-def draw_signer(rng: np.random.Generator, img: np.ndarray,
-                 owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the signer; return keypoints (64, 2) in pixels and a mask of points hidden by pose."""
-    size = img.shape[0]
-    kp = np.zeros((len(KEYPOINT_NAMES), 2))
-    hidden = np.zeros(len(KEYPOINT_NAMES), bool)
-    u = rng.uniform
+def reach(rng: np.random.Generator, shoulder: np.ndarray, sgn: float, mode: str,
+          target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canonical elbow, wrist and unit finger direction of one arm reaching for a wrist target."""
+    elbow, wrist = _arm(rng, shoulder, sgn, mode, target)
+    fdir = (wrist - elbow) / max(float(np.hypot(*(wrist - elbow))), 1e-9)
+    if mode == "face":  # hands at the face mostly point up
+        fdir = rotate2(np.array([0.0, -1.0]), rng.normal(0.0, 0.5))
+    else:  # the wrist bends up to ~45 degrees either way
+        fdir = rotate2(fdir, rng.uniform(-0.8, 0.8))
+    return elbow, wrist, fdir
 
-    # --- colours
+
+def _sample_look(rng: np.random.Generator) -> dict:
+    """Colours of skin, clothes and hair."""
+    u = rng.uniform
     skin = skin_colour(rng)
     hand_skin = shade(skin, u(0.96, 1.05))
     shirt = colour(rng)
     sleeve = shirt if rng.random() < 0.8 else colour(rng)
     long_sleeves = rng.random() < 0.6
     trousers = colour(rng, (0.1, 0.6))
-    hair = hair_colour(rng)
+    return {"skin": skin, "hand_skin": hand_skin, "shirt": shirt, "sleeve": sleeve,
+            "long_sleeves": long_sleeves, "trousers": trousers, "hair": hair_colour(rng)}
 
-    # --- canonical skeleton, in units of the shoulder width, origin between the shoulders
-    scale = size * u(0.21, 0.46)  # shoulder width in px; hands are 0.45-0.55 of it: 48-130 px
-    theta = float(np.clip(rng.normal(0.0, 0.12), -0.35, 0.35))
-    c, s = math.cos(theta), math.sin(theta)
-    rot = np.array([[c, -s], [s, c]])
-    centre = np.array([size * (0.5 + u(-0.14, 0.14)), 1.06 * scale + size * u(0.02, 0.2)])
-    to_px = lambda p: centre + scale * (np.asarray(p, np.float64) @ rot.T)
 
-    half = 0.5 * u(0.92, 1.08)
+def _sample_body(rng: np.random.Generator, look: dict) -> tuple[np.ndarray, dict]:
+    """Canonical head centre and shoulder, hip, knee and ankle positions (sets look["half"])."""
+    u = rng.uniform
+    look["half"] = half = 0.5 * u(0.92, 1.08)
     head = np.array([rng.normal(0.0, 0.04), -u(0.6, 0.68)])
-    can: dict[str, np.ndarray] = {}
+    joints: dict[str, np.ndarray] = {}
     for side, sgn in SIDES:
-        can[f"{side}_shoulder"] = np.array([sgn * half, rng.normal(0.0, 0.03)])
+        joints[f"{side}_shoulder"] = np.array([sgn * half, rng.normal(0.0, 0.03)])
         hip = np.array([sgn * u(0.27, 0.34), u(1.5, 1.62)])
         knee = hip + [sgn * u(-0.05, 0.12), u(0.85, 0.95)]
-        can[f"{side}_hip"], can[f"{side}_knee"] = hip, knee
-        can[f"{side}_ankle"] = knee + [sgn * u(-0.06, 0.06), u(0.82, 0.92)]
+        joints[f"{side}_hip"], joints[f"{side}_knee"] = hip, knee
+        joints[f"{side}_ankle"] = knee + [sgn * u(-0.06, 0.06), u(0.82, 0.92)]
+    return head, joints
 
+
+def sample_signer(rng: np.random.Generator) -> dict:
+    """A random signer: {"look", "pose", "framing"}; framing is the still's camera, per image side.
+
+    framing: "scale" (shoulder width), "dx" (offset of the shoulders' centre from the middle),
+    "dy" (its height below 1.06 shoulder widths), all as fractions of the image side.
+    """
+    u = rng.uniform
+    look = _sample_look(rng)
+    framing = {"scale": u(0.21, 0.46)}  # hands are 0.45-0.55 of the shoulder width
+    theta = float(np.clip(rng.normal(0.0, 0.12), -0.35, 0.35))
+    framing["dx"] = u(-0.14, 0.14)
+    framing["dy"] = u(0.02, 0.2)
+    head, joints = _sample_body(rng, look)
     # Arms reach for wrist targets: signing space, face, rest or raised. Sometimes the second
     # hand goes near the first so the hands overlap.
     targets = {side: _wrist_target(rng, sgn, head) for side, sgn in SIDES}
@@ -108,54 +134,133 @@ def draw_signer(rng: np.random.Generator, img: np.ndarray,
         a, b = ("left", "right") if rng.random() < 0.5 else ("right", "left")
         if targets[a][1] in ("sign", "face"):
             targets[b] = (targets[a][0] + rng.normal(0.0, 0.15, 2), "sign")
-    forearm_dir = {}
+    fdir = {}
     for side, sgn in SIDES:
-        elbow, wrist = _arm(rng, can[f"{side}_shoulder"], sgn, targets[side][1], targets[side][0])
-        can[f"{side}_elbow"], can[f"{side}_wrist"] = elbow, wrist
-        fdir = (wrist - elbow) / max(float(np.hypot(*(wrist - elbow))), 1e-9)
-        if targets[side][1] == "face":  # hands at the face mostly point up
-            fdir = rotate2(np.array([0.0, -1.0]), rng.normal(0.0, 0.5))
-        else:  # the wrist bends up to ~45 degrees either way
-            fdir = rotate2(fdir, u(-0.8, 0.8))
-        forearm_dir[side] = rot @ fdir
+        target, mode = targets[side]
+        joints[f"{side}_elbow"], joints[f"{side}_wrist"], fdir[side] = reach(
+            rng, joints[f"{side}_shoulder"], sgn, mode, target)
+    # Head features sit on an ellipsoid-ish head of half-axes rx, ry turned by `yaw`.
+    look["rx"], look["ry"] = 0.24 * u(0.92, 1.08), 0.31 * u(0.95, 1.05)
+    pose = {"theta": theta, "head": head, "joints": joints, "fdir": fdir, "yaw": u(-0.55, 0.55),
+            "roll": rng.normal(0.0, 0.1), "tilt": 0.0}
+    pose["tilt"] = rng.normal(0.0, 0.03)
+    look["long_hair"] = rng.random() < 0.35
+    look["collar"] = rng.random() < 0.7
+    look["hand_len"] = {side: u(0.45, 0.55) for side, _ in SIDES}
+    sides = [side for side, _ in SIDES]
+    rng.shuffle(sides)
+    look["back"] = [side for side in sides if rng.random() < 0.12]  # hands behind the head
+    look["front"] = [side for side in sides if side not in look["back"]]
+    pose["hands"] = {side: sample_hand(rng, f"{side}_hand")
+                     for side in look["back"] + look["front"]}
+    return {"look": look, "pose": pose, "framing": framing}
 
-    for name, p in can.items():
-        kp[_K[name]] = to_px(p)
 
-    # --- head features on an ellipsoid-ish head turned by `yaw`: feature at longitude phi lands at
-    # x = rx * sin(phi + yaw) and is hidden once it turns past the silhouette.
-    rx, ry = 0.24 * u(0.92, 1.08), 0.31 * u(0.95, 1.05)
-    yaw = u(-0.55, 0.55)
-    roll = rng.normal(0.0, 0.1)
-    head_rot = np.array([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
-    tilt = rng.normal(0.0, 0.03)
-    local = lambda x, y: to_px(head + head_rot @ np.array([x, y]))
+def still_camera(framing: dict, size: int) -> tuple[np.ndarray, float]:
+    """Pixel position of the shoulders' centre and the shoulder width in a square still."""
+    scale = size * framing["scale"]
+    centre = np.array([size * (0.5 + framing["dx"]), 1.06 * scale + size * framing["dy"]])
+    return centre, scale
+
+
+class _View:
+    """Canonical body coordinates to pixels: lean `theta`, then scale and shift by the camera."""
+
+    def __init__(self, pose: dict, look: dict, centre: np.ndarray, scale: float):
+        c, s = math.cos(pose["theta"]), math.sin(pose["theta"])
+        self.rot = np.array([[c, -s], [s, c]])
+        self.centre, self.scale, self.head = centre, scale, pose["head"]
+        roll = pose["roll"]
+        self.head_rot = np.array([[math.cos(roll), -math.sin(roll)],
+                                  [math.sin(roll), math.cos(roll)]])
+        self.deg = math.degrees(pose["theta"] + roll)
+        self.rx, self.ry, self.yaw = look["rx"], look["ry"], pose["yaw"]
+
+    def to_px(self, p: np.ndarray | list) -> np.ndarray:
+        """Canonical point(s) to pixels."""
+        return self.centre + self.scale * (np.asarray(p, np.float64) @ self.rot.T)
+
+    def local(self, x: float, y: float) -> np.ndarray:
+        """A point of the head (relative to its centre, turned by the head roll) to pixels."""
+        return self.to_px(self.head + self.head_rot @ np.array([x, y]))
+
+
+def _keypoints(pose: dict, view: _View) -> tuple[np.ndarray, np.ndarray]:
+    """Body and head keypoints (64, 2) in pixels (hands still zero) and the pose-hidden mask."""
+    kp = np.zeros((len(KEYPOINT_NAMES), 2))
+    hidden = np.zeros(len(KEYPOINT_NAMES), bool)
+    for name, p in pose["joints"].items():
+        kp[_K[name]] = view.to_px(p)
+    # A feature at longitude phi lands at x = rx * sin(phi + yaw) and is hidden once it turns past
+    # the silhouette.
+    rx, ry, yaw, tilt, local = view.rx, view.ry, view.yaw, pose["tilt"], view.local
     kp[_K["nose"]] = local(rx * 1.02 * math.sin(yaw), ry * (0.3 + tilt))
-    eye_phi, ear_phi = 0.5, 1.45
     for side, sgn in SIDES:
-        kp[_K[f"{side}_eye"]] = local(rx * 0.9 * math.sin(sgn * eye_phi + yaw), ry * tilt)
-        a = sgn * ear_phi + yaw
+        kp[_K[f"{side}_eye"]] = local(rx * 0.9 * math.sin(sgn * _EYE_PHI + yaw), ry * tilt)
+        a = sgn * _EAR_PHI + yaw
         kp[_K[f"{side}_ear"]] = local(rx * 1.04 * math.sin(a), ry * 0.1)
         hidden[_K[f"{side}_ear"]] = abs(a) > 1.62
+    return kp, hidden
 
-    # --- draw order: legs, torso, neck, head, arms, hands; a hand may go behind the head.
-    deg = math.degrees(theta + roll)
-    part = PART_IDS
+
+_EYE_PHI, _EAR_PHI = 0.5, 1.45
+
+
+def draw_signer(img: np.ndarray, owner: np.ndarray, signer: dict, centre: np.ndarray,
+                scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `signer` (shoulders' centre at `centre`, shoulder width `scale` px) into img / owner.
+
+    Returns keypoints (64, 2) in pixels and a mask of points hidden by the pose (turned-away ears).
+    Draw order: legs, torso, neck, head, arms, hands; a hand in look["back"] goes behind the head.
+    """
+    look, pose = signer["look"], signer["pose"]
+    view = _View(pose, look, centre, scale)
+    kp, hidden = _keypoints(pose, view)
+    _draw_body(img, owner, kp, look, pose, view)
+
+    def arm_and_hand(side: str, hand: bool) -> None:
+        if not hand:
+            _draw_arm(img, owner, kp, look, side, scale)
+            return
+        group = f"{side}_hand"
+        xy = paint_hand(img, owner, group, kp[_K[f"{side}_wrist"]],
+                        view.rot @ pose["fdir"][side], scale * look["hand_len"][side],
+                        look["hand_skin"], pose["hands"][side])
+        kp[GROUPS[group].start:GROUPS[group].stop] = xy
+
+    for side in look["back"]:
+        arm_and_hand(side, False)
+        arm_and_hand(side, True)
+    _draw_head(img, owner, kp, hidden, look, view)
+    for side in look["front"]:
+        arm_and_hand(side, False)
+    for side in look["front"]:
+        arm_and_hand(side, True)
+    # Face anchors repeat the body's head points.
+    for face, body in FACE_TO_BODY.items():
+        kp[face] = kp[body]
+        hidden[face] = hidden[body]
+    return kp, hidden
+
+
+def _draw_body(img: np.ndarray, owner: np.ndarray, kp: np.ndarray, look: dict, pose: dict,
+               view: _View) -> None:
+    """Legs, long hair behind the back, torso, neck and collar."""
+    scale, deg, part, to_px = view.scale, view.deg, PART_IDS, view.to_px
+    trousers, shirt, rx, ry = look["trousers"], look["shirt"], view.rx, view.ry
     for side, _ in SIDES:
         hip, knee, ankle = (kp[_K[f"{side}_{j}"]] for j in ("hip", "knee", "ankle"))
         limb(img, owner, hip, knee, 0.16 * scale, 0.12 * scale, trousers, part[f"{side}_thigh"])
         limb(img, owner, knee, ankle, 0.12 * scale, 0.085 * scale, trousers, part[f"{side}_shin"])
-        foot = ankle + (rot @ np.array([0.0, 0.06])) * scale
+        foot = ankle + (view.rot @ np.array([0.0, 0.06])) * scale
         limb(img, owner, ankle, foot, 0.08 * scale, 0.09 * scale, shade(trousers, 0.5),
-              part[f"{side}_shin"])
-
-    long_hair = rng.random() < 0.35
-    if long_hair:  # hair falling behind the shoulders, drawn before the torso covers its end
-        ellipse(img, local(0.0, ry * 0.5), (rx * 1.25 * scale, ry * 1.45 * scale), deg, hair)
-        ellipse(owner, local(0.0, ry * 0.5), (rx * 1.25 * scale, ry * 1.45 * scale), deg,
-                 part["head"])
-
+             part[f"{side}_shin"])
+    if look["long_hair"]:  # hair falling behind the shoulders, drawn before the torso covers it
+        centre, axes = view.local(0.0, ry * 0.5), (rx * 1.25 * scale, ry * 1.45 * scale)
+        ellipse(img, centre, axes, deg, look["hair"])
+        ellipse(owner, centre, axes, deg, part["head"])
     # Torso with sloping shoulders (trapezius) so the neck does not sit on a flat bar.
+    half = look["half"]
     torso = np.array([
         [-0.2, -0.13], [0.2, -0.13], [half + 0.05, -0.03], [half + 0.08, 0.3], [0.36, 1.62],
         [-0.36, 1.62], [-half - 0.08, 0.3], [-half - 0.05, -0.03],
@@ -165,64 +270,58 @@ def draw_signer(rng: np.random.Generator, img: np.ndarray,
     cv2.fillConvexPoly(owner, torso_px, part["torso"], cv2.LINE_8, SHIFT)
     cv2.polylines(img, [torso_px], True, shade(shirt, 0.6), max(1, round(scale * 0.012)),
                   cv2.LINE_AA, SHIFT)
-    neck_top, neck_base = to_px(head + [0.0, ry * 0.6]), to_px([0.0, -0.1])
-    limb(img, owner, neck_top, neck_base, 0.11 * scale, 0.13 * scale, shade(skin, 0.9),
-          part["neck"])
-    if rng.random() < 0.7:  # collar: a darker band where the neck meets the shirt
+    neck_top, neck_base = to_px(pose["head"] + [0.0, ry * 0.6]), to_px([0.0, -0.1])
+    limb(img, owner, neck_top, neck_base, 0.11 * scale, 0.13 * scale, shade(look["skin"], 0.9),
+         part["neck"])
+    if look["collar"]:  # a darker band where the neck meets the shirt
         cv2.ellipse(img, tuple(int(v) for v in fixed(neck_base)),
                     (round(0.16 * scale * FIXED), round(0.07 * scale * FIXED)), deg, 0, 180,
                     shade(shirt, 0.55), max(1, round(scale * 0.02)), cv2.LINE_AA, SHIFT)
 
-    def draw_arm(side: str) -> None:
-        sh, el, wr = (kp[_K[f"{side}_{j}"]] for j in ("shoulder", "elbow", "wrist"))
-        limb(img, owner, sh, el, 0.125 * scale, 0.1 * scale, sleeve, part[f"{side}_upper_arm"])
-        fore = sleeve if long_sleeves else shade(skin, 0.97)
-        limb(img, owner, el, wr, 0.095 * scale, 0.072 * scale, fore, part[f"{side}_forearm"])
-        if long_sleeves:  # cuff
-            cuff = el + (wr - el) * 0.86
-            limb(img, None, cuff, wr + (wr - el) * 0.02, 0.08 * scale, 0.078 * scale,
-                  shade(sleeve, 0.8), part[f"{side}_forearm"])
 
-    hand_len = {side: scale * u(0.45, 0.55) for side, _ in SIDES}
+def _draw_arm(img: np.ndarray, owner: np.ndarray, kp: np.ndarray, look: dict, side: str,
+              scale: float) -> None:
+    """Upper arm and forearm (sleeve or skin), with a cuff on long sleeves."""
+    sh, el, wr = (kp[_K[f"{side}_{j}"]] for j in ("shoulder", "elbow", "wrist"))
+    sleeve = look["sleeve"]
+    limb(img, owner, sh, el, 0.125 * scale, 0.1 * scale, sleeve, PART_IDS[f"{side}_upper_arm"])
+    fore = sleeve if look["long_sleeves"] else shade(look["skin"], 0.97)
+    limb(img, owner, el, wr, 0.095 * scale, 0.072 * scale, fore, PART_IDS[f"{side}_forearm"])
+    if look["long_sleeves"]:
+        cuff = el + (wr - el) * 0.86
+        limb(img, None, cuff, wr + (wr - el) * 0.02, 0.08 * scale, 0.078 * scale,
+             shade(sleeve, 0.8), PART_IDS[f"{side}_forearm"])
 
-    def paint_hand(side: str) -> None:
-        group = f"{side}_hand"
-        xy = draw_hand(rng, img, owner, group, kp[_K[f"{side}_wrist"]], forearm_dir[side],
-                        hand_len[side], hand_skin)
-        kp[GROUPS[group].start:GROUPS[group].stop] = xy
 
-    sides = [side for side, _ in SIDES]
-    rng.shuffle(sides)
-    back = [side for side in sides if rng.random() < 0.12]  # hands behind the head
-    for side in back:
-        draw_arm(side)
-        paint_hand(side)
-
+def _draw_head(img: np.ndarray, owner: np.ndarray, kp: np.ndarray, hidden: np.ndarray,
+               look: dict, view: _View) -> None:
+    """Hair, ears, face, eyes and brows, nose and mouth."""
+    scale, deg, local, head_id = view.scale, view.deg, view.local, PART_IDS["head"]
+    rx, ry, yaw, skin, hair = view.rx, view.ry, view.yaw, look["skin"], look["hair"]
     hair_back = local(0.0, -ry * 0.12)
     ellipse(img, hair_back, (rx * 1.1 * scale, ry * 1.0 * scale), deg, hair)
-    ellipse(owner, hair_back, (rx * 1.1 * scale, ry * 1.0 * scale), deg, part["head"])
+    ellipse(owner, hair_back, (rx * 1.1 * scale, ry * 1.0 * scale), deg, head_id)
     for side, _sgn in SIDES:
         ear = kp[_K[f"{side}_ear"]]
         if not hidden[_K[f"{side}_ear"]]:
             ellipse(img, ear, (0.055 * scale, 0.09 * scale), deg, shade(skin, 0.8))
             ellipse(img, ear, (0.04 * scale, 0.075 * scale), deg, skin)
-            ellipse(owner, ear, (0.055 * scale, 0.09 * scale), deg, part["head"])
+            ellipse(owner, ear, (0.055 * scale, 0.09 * scale), deg, head_id)
     face_centre = local(rx * 0.1 * math.sin(yaw), ry * 0.1)
     ellipse(img, face_centre, (rx * 0.98 * scale, ry * 0.92 * scale), deg, skin)
-    ellipse(owner, face_centre, (rx * 0.98 * scale, ry * 0.92 * scale), deg, part["head"])
+    ellipse(owner, face_centre, (rx * 0.98 * scale, ry * 0.92 * scale), deg, head_id)
     # fringe: hair covering the top of the face
     ellipse(img, local(0.0, -ry * 0.72), (rx * 0.95 * scale, ry * 0.3 * scale), deg, hair)
     for side, sgn in SIDES:
         eye = kp[_K[f"{side}_eye"]]
-        squash = max(0.35, math.cos(sgn * eye_phi + yaw))
+        squash = max(0.35, math.cos(sgn * _EYE_PHI + yaw))
         ellipse(img, eye, (0.055 * scale * squash, 0.03 * scale), deg, (240, 240, 235))
         ellipse(img, eye, (0.024 * scale, 0.024 * scale), deg, shade(hair, 0.6))
         ellipse(img, eye, (0.01 * scale, 0.01 * scale), deg, (10, 10, 10))
-        brow = local(rx * 0.9 * math.sin(sgn * eye_phi + yaw), -ry * 0.22)
+        brow = local(rx * 0.9 * math.sin(sgn * _EYE_PHI + yaw), -ry * 0.22)
         cv2.ellipse(img, tuple(int(v) for v in fixed(brow)),
                     (round(0.06 * scale * squash * FIXED), round(0.02 * scale * FIXED)), deg,
-                    200, 340, shade(hair, 0.9), max(1, round(scale * 0.012)), cv2.LINE_AA,
-                    SHIFT)
+                    200, 340, shade(hair, 0.9), max(1, round(scale * 0.012)), cv2.LINE_AA, SHIFT)
     nose = kp[_K["nose"]]
     bridge = local(rx * 0.9 * math.sin(yaw), ry * 0.02)
     cv2.line(img, fixed(bridge), fixed(nose), shade(skin, 0.78), max(1, round(scale * 0.012)),
@@ -233,15 +332,3 @@ def draw_signer(rng: np.random.Generator, img: np.ndarray,
     cv2.ellipse(img, tuple(int(v) for v in fixed(mouth)),
                 (round(0.07 * scale * FIXED), round(0.025 * scale * FIXED)), deg, 10, 170,
                 mix(skin, (150, 40, 50), 0.6), max(1, round(scale * 0.014)), cv2.LINE_AA, SHIFT)
-
-    front = [side for side in sides if side not in back]
-    for side in front:
-        draw_arm(side)
-    for side in front:
-        paint_hand(side)
-
-    # Face anchors repeat the body's head points.
-    for face, body in FACE_TO_BODY.items():
-        kp[face] = kp[body]
-        hidden[face] = hidden[body]
-    return kp, hidden

@@ -20,28 +20,30 @@ import numpy as np
 from signlang_jax.keypoints import KEYPOINT_NAMES
 from signlang_jax.synth.parts import FACE_TO_BODY, keypoint_visibility
 from signlang_jax.synth.scene import background, postprocess
-from signlang_jax.synth.signer import draw_signer
+from signlang_jax.synth.signer import draw_signer, sample_signer, still_camera
 
 JPEG_QUALITY: int = 92
 
 
-def label(index: int, kp: np.ndarray, visible: np.ndarray, size: int) -> dict:
-    """The JSON label: clamped, rounded keypoints and the person's box."""
-    inside = (kp >= 0).all(1) & (kp <= size - 1).all(1)
-    clamped = np.clip(kp, 0.0, size - 1.0)
+def make_label(image: str, kp: np.ndarray, visible: np.ndarray, width: int,
+               height: int) -> dict:
+    """The JSON label: keypoints clamped into the frame and rounded, and the person's box."""
+    hi_xy = np.array([width - 1.0, height - 1.0])
+    inside = (kp >= 0).all(1) & (kp <= hi_xy).all(1)
+    clamped = np.clip(kp, 0.0, hi_xy)
     pts = kp[inside] if inside.any() else clamped
     lo, hi = pts.min(0), pts.max(0)
     pad = (hi - lo) * 0.05  # ~10% larger box in total
-    lo = np.clip(lo - pad, 0.0, size - 1.0)
-    hi = np.clip(hi + pad, 0.0, size - 1.0)
+    lo = np.clip(lo - pad, 0.0, hi_xy)
+    hi = np.clip(hi + pad, 0.0, hi_xy)
     # A degenerate box (a single point in the frame) becomes 1 px wide, still inside the image.
     small = hi - lo < 1.0
-    lo = np.where(small, np.clip((lo + hi) / 2 - 0.5, 0.0, size - 2.0), lo)
+    lo = np.where(small, np.clip((lo + hi) / 2 - 0.5, 0.0, hi_xy - 1.0), lo)
     wh = np.where(small, 1.0, hi - lo)
     return {
-        "image": f"{index:06d}.jpg",
-        "width": size,
-        "height": size,
+        "image": image,
+        "width": width,
+        "height": height,
         "keypoints": [
             {"name": name, "x": round(float(x), 2), "y": round(float(y), 2), "visible": int(v)}
             for name, (x, y), v in zip(KEYPOINT_NAMES, clamped, visible, strict=True)
@@ -49,6 +51,14 @@ def label(index: int, kp: np.ndarray, visible: np.ndarray, size: int) -> dict:
         "bbox": [round(float(lo[0]), 2), round(float(lo[1]), 2), round(float(wh[0]), 2),
                  round(float(wh[1]), 2)],
     }
+
+
+def visibility(kp: np.ndarray, hidden: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Bool (64,): in the frame, on top in the owner map and not hidden by the pose."""
+    visible = keypoint_visibility(kp, owner) & ~hidden
+    for face, body in FACE_TO_BODY.items():  # identical by construction; keep them so
+        visible[face] = visible[body]
+    return visible
 
 
 def render_sample_with_owners(seed: int, index: int,
@@ -62,12 +72,11 @@ def render_sample_with_owners(seed: int, index: int,
     background_rng, signer_rng, camera_rng = (np.random.default_rng(s) for s in streams)
     img = background(background_rng, size)
     owner = np.zeros((size, size), np.uint8)
-    kp, hidden = draw_signer(signer_rng, img, owner)
+    signer = sample_signer(signer_rng)
+    kp, hidden = draw_signer(img, owner, signer, *still_camera(signer["framing"], size))
     img = postprocess(camera_rng, img)
-    visible = keypoint_visibility(kp, owner) & ~hidden
-    for face, body in FACE_TO_BODY.items():  # identical by construction; keep them so
-        visible[face] = visible[body]
-    return img, label(index, kp, visible, size), owner
+    visible = visibility(kp, hidden, owner)
+    return img, make_label(f"{index:06d}.jpg", kp, visible, size, size), owner
 
 
 def render_sample(seed: int, index: int, size: int = 512) -> tuple[np.ndarray, dict]:
