@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0" $(TORCH_PIP_ARGS)
-	$(PY) -m pip install --quiet -e ".[export,dev,tfds]"
+	$(PY) -m pip install --quiet -e ".[train,export,dev,tfds]"
 	touch $@
 
 setup: $(VENV)/.installed

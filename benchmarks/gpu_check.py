@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every section; print and write the table; 0 if all pass, 1 if not, 2 if no GPU."""
     args = build_parser().parse_args(argv)
     if missing_modules(("jax",)):
-        print("ERROR jax is not installed: pip install -e '.[cuda]' (or '.' for --cpu)",
+        print("ERROR jax is not installed: pip install -e '.[cuda]' (or '.[train]' for --cpu)",
               file=sys.stderr)
         return 2
     import jax

@@ -190,13 +190,14 @@ def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
     tracked = np.concatenate([r.tracked for r in results])
     keypoints = np.concatenate([r.keypoints for r in results])
     regions = np.concatenate([r.regions for r in results])
-    # Batches [0, 1] [2, 3] [4, 5] [6]: 0-1 run on the whole frame (no region yet), 2-3 on
-    # the region; 4 finds nothing there, is re-detected on the whole frame (nothing either) and
-    # resets the tracker; 5 ran on its batch's region (from frame 3) and restarts the tracker
-    # for 6.
-    assert tracked.tolist() == [False, False, True, True, False, True, True]
+    # Batches [0, 1] [2, 3] [4, 5] [6]: 0 runs alone on the whole frame (no region yet), 1 on
+    # the region 0 gives, 2-3 on the region after 1; 4 finds nothing there, is re-detected on
+    # the whole frame (nothing either) and resets the tracker; 5 ran on its batch's region (from
+    # frame 3) and restarts the tracker for 6.
+    assert tracked.tolist() == [False, True, True, True, False, True, True]
     assert processor.redetections == 1
     np.testing.assert_allclose(regions[0], [(width - 1) / 2, (height - 1) / 2, width])
+    assert [len(c) for c in model.calls] == [1, 1, 2, 2, 1, 1]  # 4's re-detection alone
     for n, x in enumerate(xs):
         if x is None:
             assert (keypoints[n, :, 2] == 0).all()
@@ -411,3 +412,13 @@ def test_jax_checkpoint_path_equals_the_image_predictor(tiny_run, synth_root, tm
     want = np.stack([predictor.predict_image(f) for f in frames])
     np.testing.assert_allclose(seq.keypoints, want, atol=1e-3)
     assert seq.metadata["model"].startswith("jax ")
+
+
+def test_runtime_install_is_small():
+    """`pip install signlang-jax[runtime]`: numpy, OpenCV, tqdm and onnxruntime, nothing heavy."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["runtime"]
+    names = sorted(d.split(">")[0].split("=")[0].split("[")[0].strip() for d in wanted)
+    assert names == ["numpy", "onnxruntime", "opencv-python-headless", "tqdm"]

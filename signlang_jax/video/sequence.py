@@ -4,9 +4,10 @@ The one implementation behind `python -m signlang_jax.video` (batches of frames)
 `python -m signlang_jax.live_demo` (one frame at a time, with keys toggling tracking and
 smoothing). Per batch:
 
-1. every frame of the batch runs on the tracker's current region (the whole frame when there is
-   none: the first frame, or after tracking was lost) - within a batch the region is the one the
-   previous batch ended with, so batch 1 follows the signer frame by frame;
+1. every frame of the batch runs on the tracker's current region - within a batch the region is
+   the one the previous batch ended with, so batch 1 follows the signer frame by frame; with no
+   region (the first frame, or after tracking was lost) the batch's first frame runs alone on
+   the whole frame and the others on the region it gives;
 2. a tracked frame whose keypoints say tracking failed is re-detected on the whole frame;
 3. the tracker then sees every frame's keypoints in order, and the One Euro filter smooths them.
 """
@@ -64,6 +65,16 @@ class SequenceProcessor:
 
     def process(self, frames: Sequence[np.ndarray]) -> BatchResult:
         """Keypoints for the next consecutive RGB frames of the video."""
+        if self.tracking and self.tracker.region is None and len(frames) > 1:
+            # Nothing to track yet: find the signer on the first frame alone, so the rest of
+            # the batch already runs on its region.
+            first = self._run(frames[:1])
+            rest = self._run(frames[1:])
+            return BatchResult(*(np.concatenate([a, b]) for a, b in zip(
+                dataclasses.astuple(first), dataclasses.astuple(rest), strict=True)))
+        return self._run(frames)
+
+    def _run(self, frames: Sequence[np.ndarray]) -> BatchResult:
         whole = full_frame_region(self.width, self.height)
         region = self.tracker.region if self.tracking else None
         regions = [region or whole] * len(frames)
