@@ -115,9 +115,9 @@ def test_a_point_that_disappears_restarts_where_it_comes_back():
     f(pts, 1 / 25)
     f(pts, 1 / 25)
     gone = pts.copy()
-    gone[5, 2] = 0.1  # below score_threshold: passed through unchanged
+    gone[5, 2] = 0.05  # below score_threshold: passed through unchanged
     gone[5, :2] = (0, 0)
-    assert f(gone, 1 / 25)[5].tolist() == pytest.approx([0.0, 0.0, 0.1])
+    assert f(gone, 1 / 25)[5].tolist() == pytest.approx([0.0, 0.0, 0.05])
     back = pts.copy()
     back[5, :2] = (90, 10)
     out = f(back, 1 / 25)
@@ -125,8 +125,18 @@ def test_a_point_that_disappears_restarts_where_it_comes_back():
     assert out[6, :2].tolist() == pytest.approx([50.0, 50.0])
 
 
+def test_confidence_damps_low_scores_by_hand():
+    params = OneEuroParams(min_cutoff=1.0, beta=0.0, confidence=(0.2, 0.5))
+    f = OneEuroFilter(params, 3)
+    f(np.array([[0.0, 0, 0.9], [0.0, 0, 0.9], [0.0, 0, 0.9]]), 1 / 25)
+    out = f(np.array([[10.0, 0, 0.35], [10.0, 0, 0.9], [10.0, 0, 0.15]]), 1 / 25)
+    alpha = 0.2008486  # min_cutoff 1 Hz at 25 fps (test_one_euro_step_by_hand)
+    # score 0.35 is half-way from 0.2 to 0.5; 0.9 takes the full step; 0.15 the 5% floor
+    assert out[:, 0] == pytest.approx([10 * alpha * 0.5, 10 * alpha, 10 * alpha * 0.05], abs=1e-4)
+
+
 def test_one_euro_rejects_bad_settings():
-    for bad in ({"min_cutoff": 0}, {"beta": -1}, {"d_cutoff": -2}):
+    for bad in ({"min_cutoff": 0}, {"beta": -1}, {"d_cutoff": -2}, {"confidence": (0.5, 0.2)}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             OneEuroParams(**bad)
     with pytest.raises(ValueError, match="dt"):
@@ -176,6 +186,17 @@ def test_tracker_follows_smoothly_grows_at_once_and_loses():
     # a collapsed region (side < 15% of 360 px) and a centre outside the frame are lost too
     assert tracker.lost(square(100, 20))
     assert tracker.lost(square(700, 80))
+
+
+def test_tracker_holds_a_still_region_while_the_signer_stays_inside():
+    tracker = RegionTracker(TrackingParams(min_points=3, min_body_scales=0.0), 640, 360, 25.0)
+    square = lambda x0, side: frame_points(blob_points(x0, 100, side))
+    tracker.observe(square(100, 80))
+    held = tracker.region
+    tracker.observe(square(102, 76))  # inside, side 0.95 of the region's (>= hold 0.8): kept
+    assert tracker.region == held
+    tracker.observe(square(110, 50))  # inside but 0.6 of the size: the region follows
+    assert tracker.region != held and tracker.region.side < held.side
 
 
 def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():

@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "lag on fast signs)")
     smooth.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
                         help="Hz: low-pass on the speed estimate")
+    smooth.add_argument("--smooth-threshold", type=float, default=_S.score_threshold,
+                        help="a point scoring below this is missing: passed through, its filter "
+                        "restarted")
+    smooth.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
+                        metavar=("LOW", "HIGH"),
+                        help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
+                        ">= HIGH all of it (off by default; 0.2 0.5 suits the body model alone)")
     return parser
 
 
@@ -138,7 +145,9 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         score_threshold=args.track_threshold, min_points=args.track_min_points,
         margin=args.track_margin)
     smoothing = None if args.no_smoothing else OneEuroParams(
-        min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff)
+        min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+        score_threshold=args.smooth_threshold,
+        confidence=None if args.smooth_confidence is None else tuple(args.smooth_confidence))
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
                        args.fps, tracking, smoothing)
 

@@ -33,7 +33,11 @@ class OneEuroParams:
     min_cutoff: float = 1.0  # Hz: the cutoff of a still point (lower = smoother, more lag)
     beta: float = 4.0  # cutoff gain per (signer size / s) of speed (higher = less lag)
     d_cutoff: float = 1.0  # Hz: the low-pass on the speed estimate itself
-    score_threshold: float = 0.3  # below this a point is missing: passed through, filter reset
+    score_threshold: float = 0.1  # below this a point is missing: passed through, filter reset
+    # Optional (low, high) scores: a point scoring `low` or less moves only 5% of the filter's
+    # step, one at `high` or more the full step, linearly between. Off by default: it suits the
+    # body model's scores, not the hand model's lower ones (docs/VIDEO.md).
+    confidence: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("min_cutoff", "d_cutoff"):
@@ -41,6 +45,8 @@ class OneEuroParams:
                 raise ValueError(f"smoothing {name}={getattr(self, name)}; expected > 0 Hz")
         if not self.beta >= 0:
             raise ValueError(f"smoothing beta={self.beta}; expected >= 0")
+        if self.confidence is not None and not 0 <= self.confidence[0] < self.confidence[1]:
+            raise ValueError(f"smoothing confidence={self.confidence}; expected 0 <= low < high")
 
 
 def smoothing_alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
@@ -89,7 +95,12 @@ class OneEuroFilter:
         speed = np.linalg.norm(xy - self._x, axis=1) / dt / norm
         a_d = smoothing_alpha(p.d_cutoff, dt)
         speed_hat = np.where(self._alive, a_d * speed + (1 - a_d) * self._speed, 0.0)
-        alpha = smoothing_alpha(p.min_cutoff + p.beta * speed_hat, dt)[:, None]
+        alpha = smoothing_alpha(p.min_cutoff + p.beta * speed_hat, dt)
+        if p.confidence is not None:
+            low, high = p.confidence
+            scores = np.asarray(keypoints[:, 2], np.float64)
+            alpha = alpha * np.clip((scores - low) / (high - low), 0.05, 1.0)
+        alpha = alpha[:, None]
         filtered = np.where(self._alive[:, None], alpha * xy + (1 - alpha) * self._x, xy)
 
         # Present points carry their state on; missing points restart from scratch next time.

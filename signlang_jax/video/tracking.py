@@ -35,6 +35,9 @@ class TrackingParams:
     min_region: float = 0.15  # a side below this fraction of the frame's shorter side: lost
     region_cutoff: float = 0.5  # Hz, One Euro min cutoff of the region (centre and side)
     region_beta: float = 1.0  # its speed gain, per (region side / s)
+    # Keep the region unchanged while the new target square lies inside it and is at least this
+    # fraction of its side: a still input gives steadier keypoints (1 = always follow).
+    hold: float = 0.8
 
     def __post_init__(self) -> None:
         if self.min_points < 1:
@@ -43,6 +46,8 @@ class TrackingParams:
             raise ValueError(f"tracking margin={self.margin}; expected 0..2")
         if not 0 < self.min_region < 1:
             raise ValueError(f"tracking min_region={self.min_region}; expected in (0, 1)")
+        if not 0 < self.hold <= 1:
+            raise ValueError(f"tracking hold={self.hold}; expected in (0, 1]")
         if not self.region_cutoff > 0:
             raise ValueError(f"tracking region_cutoff={self.region_cutoff}; expected > 0 Hz")
 
@@ -104,6 +109,10 @@ class RegionTracker:
             self._state = x
             return
         p = self.params
+        inside = (np.abs(x[:2] - self._state[:2]).max() + x[2] / 2) <= self._state[2] / 2
+        if inside and x[2] >= p.hold * self._state[2]:
+            self._speed = 0.0
+            return
         speed = float(np.linalg.norm(x - self._state)) / self.dt / self._state[2]
         a_d = float(smoothing_alpha(1.0, self.dt))
         self._speed = a_d * speed + (1 - a_d) * self._speed
