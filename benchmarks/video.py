@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import subprocess
@@ -110,10 +111,11 @@ def score(preds: list[np.ndarray], clips: list[Clip]) -> dict:
 
 
 def jitter(seqs: list[np.ndarray], clips: list[Clip]) -> dict:
-    """Mean |acceleration| (px/frame^2) per group, on points visible in three frames."""
+    """Mean |acceleration| (px/frame^2) per group, on points visible in three frames (and
+    predicted there: MediaPipe gives no point, score 0, for a hand it did not find)."""
     sums = counts = 0
     for seq, clip in zip(seqs, clips, strict=True):
-        s, c = acceleration_sums(seq[..., :2], clip.gt[..., 2] > 0)
+        s, c = acceleration_sums(seq[..., :2], (clip.gt[..., 2] > 0) & (seq[..., 2] > 0))
         sums, counts = sums + s, counts + c
     return {g: float(sums[list(idx)].sum() / max(counts[list(idx)].sum(), 1))
             for g, idx in GROUPS.items()}
@@ -150,23 +152,24 @@ def table(rows: dict[str, dict], key: str) -> str:
     return "\n".join(lines)
 
 
-def sweep(model: RegionPredictor, clips: list[Clip]) -> list[dict]:
-    """Hand jitter and PCK@0.1 of tracked runs for a grid of One Euro settings."""
-    raws = [run(model, clip, TrackingParams(), 8)[0] for clip in clips]
-    base = score(raws, clips)
+def sweep(models: dict[str, RegionPredictor], clips: list[Clip]) -> list[dict]:
+    """Hand jitter and PCK@0.1 of tracked runs for a grid of One Euro settings, per model."""
     rows = []
-    for min_cutoff in (0.3, 0.5, 1.0, 2.0, 4.0):
-        for beta in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-            params = OneEuroParams(min_cutoff=min_cutoff, beta=beta)
+    for name, model in models.items():
+        raws = [run(model, clip, TrackingParams(), model.batch_size)[0] for clip in clips]
+        base = score(raws, clips)
+        for min_cutoff, beta, threshold, confidence in itertools.product(
+                (0.3, 1.0, 3.0), (0.0, 1.0, 4.0, 8.0), (0.0, 0.1, 0.3), (None, (0.2, 0.5))):
+            params = OneEuroParams(min_cutoff, beta, 1.0, threshold, confidence)
             result = score([smooth(r, c.info["fps"], params) for r, c in zip(raws, clips,
                                                                            strict=True)], clips)
-            hands = [base["jitter"][g] / result["jitter"][g] for g in ("left_hand", "right_hand")]
-            rows.append({"min_cutoff": min_cutoff, "beta": beta,
-                         "hand_jitter_cut": float(np.mean(hands)),
+            hands = ("left_hand", "right_hand")
+            rows.append({"model": name, **dataclasses.asdict(params),
+                         "hand_jitter_cut": float(np.mean(
+                             [base["jitter"][g] / result["jitter"][g] for g in hands])),
                          "pck@0.1_change": result["pck@0.1"]["all"] - base["pck@0.1"]["all"],
                          "hand_pck@0.1_change": float(np.mean(
-                             [result["pck@0.1"][g] - base["pck@0.1"][g]
-                              for g in ("left_hand", "right_hand")]))})
+                             [result["pck@0.1"][g] - base["pck@0.1"][g] for g in hands]))})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -236,6 +239,9 @@ def accuracy(body: RegionPredictor, pair: RegionPredictor | None, clips: list[Cl
         rows[name]["tracked"] = float(np.mean(np.concatenate([o[1] for o in outs])))
         rows[f"{name} + smoothing"] = score([smooth(r, f, params) for r, f in zip(
             raws, fps, strict=True)], clips)
+        damped = dataclasses.replace(params, beta=8.0, confidence=(0.2, 0.5))
+        rows[f"{name} + smoothing, confidence 0.2-0.5, beta 8"] = score(
+            [smooth(r, f, damped) for r, f in zip(raws, fps, strict=True)], clips)
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     gt_rows = {"ground truth": {"jitter": jitter([c.gt for c in clips], clips)}}
     return {**rows, **gt_rows}
@@ -264,7 +270,9 @@ def main() -> int:
     results: dict = {}
     if args.sweep:
         tune = load_clips(Path(args.clips).parent / "tune", 8, TUNE_SEED, 640, 360, args.frames)
-        results["sweep"] = sweep(body, tune)
+        results["sweep"] = sweep({"body, batch 8": body, "body, batch 1": load_jax(
+            args.body, None, "float32", None, 0.0, 1), **({} if pair is None else {
+                "body + hand stage, batch 8": pair})}, tune)
     clips = load_clips(Path(args.clips), args.num, TEST_SEED, 640, 360, args.frames)
     heights = [c.info["signer_height"] for c in clips]
     print(f"{len(clips)} clips 640x360, {args.frames} frames at 25 fps; signer height "

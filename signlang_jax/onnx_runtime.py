@@ -36,6 +36,9 @@ class OnnxModel:
         if not self.path.is_file():
             raise OnnxModelError(f"{self.path}: no such ONNX file")
         options = ort.SessionOptions()
+        # Body and hand graphs run one after the other in two sessions: idle threads of one
+        # must not spin (busy-wait) while the other computes, or they fight for the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
