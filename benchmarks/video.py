@@ -217,7 +217,8 @@ def strip(model: RegionPredictor, clip: Clip, path: Path, frames: tuple[int, ...
         results = [processor.process([f]) for f in clip.frames]
         rows += [annotate(clip.frames[i], results[i].keypoints[0], results[i].regions[0],
                           bool(results[i].tracked[0]), 0.3) for i in frames]
-    write_rgb(str(path), image_grid(rows, len(frames)))
+    grid = image_grid(rows, len(frames))
+    write_rgb(str(path), cv2.resize(grid, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
 
 
 def accuracy(body: RegionPredictor, pair: RegionPredictor | None, clips: list[Clip]
@@ -261,6 +262,7 @@ def main() -> int:
     parser.add_argument("--mediapipe", default=None, help="python of MediaPipe's own venv")
     parser.add_argument("--sweep", action="store_true", help="smoothing grid on tuning clips")
     parser.add_argument("--strip", default=None, help="write a strip of frames here (.jpg)")
+    parser.add_argument("--strip-clip", type=int, default=13, help="test clip of the strip")
     parser.add_argument("--json", default=None, help="write every figure here")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
@@ -319,7 +321,7 @@ def main() -> int:
         print("\nframes/s, decode -> .npz:", json.dumps(
             {k: round(v, 1) for k, v in results["fps"].items()}, indent=1))
     if args.strip:
-        strip(pair or body, clips[0], Path(args.strip), (0, 12, 24, 36))
+        strip(pair or body, clips[args.strip_clip], Path(args.strip), (0, 12, 24, 36))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
