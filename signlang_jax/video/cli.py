@@ -41,8 +41,7 @@ _T, _S = TrackingParams(), OneEuroParams()
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="python -m signlang_jax.video", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="python -m signlang_jax.video", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders of videos, globs (quoted), or folders of "
                         "frames (images sorted by name)")
@@ -60,48 +59,53 @@ def build_parser() -> argparse.ArgumentParser:
                        "crops of the full-resolution frames (docs/HANDS.md)")
     model.add_argument("--hand-onnx", default=None, help="with --onnx: the exported hand model")
     model.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
-                       help="a hand-model point replaces the body model's from this score")
+                       help="a hand-model point replaces the body model's from this score "
+                       "(default %(default)s)")
     model.add_argument("--threads", type=int, default=0,
-                       help="with --onnx: onnxruntime intra-op threads (0 = its default)")
+                       help="with --onnx: onnxruntime intra-op threads (default %(default)s: "
+                       "onnxruntime's own choice)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--format", default="npz",
                      help="comma-separated output formats: npz, pose (pose-format's .pose, "
-                     "needs the pose extra)")
+                     "needs the pose extra) (default %(default)s)")
     out.add_argument("--overlay", action="store_true",
                      help="also write NAME.overlay.mp4 with the skeleton and the tracked region")
     out.add_argument("--min-score", type=float, default=0.1,
                      help=".pose: points scoring below this are stored as missing "
-                     "(confidence 0); overlay: not drawn")
+                     "(confidence 0); overlay: not drawn (default %(default)s)")
     out.add_argument("--overwrite", action="store_true",
                      help="redo videos whose outputs exist (default: skip them)")
     run = parser.add_argument_group("running")
     run.add_argument("--batch-size", type=int, default=8,
                      help="frames per model call (the tracked region is updated between "
-                     "batches: 1 follows the signer frame by frame)")
+                     "batches: 1 follows the signer frame by frame) (default %(default)s)")
     run.add_argument("--fps", type=float, default=25.0,
-                     help="frame rate of folders of frames (and of videos that store none)")
+                     help="frame rate of folders of frames (and of videos that store none) "
+                     "(default %(default)s)")
     track = parser.add_argument_group("tracking (docs/VIDEO.md)")
     track.add_argument("--no-tracking", action="store_true",
                        help="run every frame on the whole (letterboxed) frame")
     track.add_argument("--track-threshold", type=float, default=_T.score_threshold,
-                       help="a point at or above this score is confident")
+                       help="a point at or above this score is confident (default %(default)s)")
     track.add_argument("--track-min-points", type=int, default=_T.min_points,
                        help="fewer confident points: tracking is lost, re-detect on the whole "
-                       "frame")
+                       "frame (default %(default)s)")
     track.add_argument("--track-margin", type=float, default=_T.margin,
-                       help="region side = (1 + 2 margin) x the extent of the confident points")
+                       help="region side = (1 + 2 margin) x the extent of the confident points "
+                       "(default %(default)s)")
     smooth = parser.add_argument_group("smoothing: One Euro filter (docs/VIDEO.md)")
     smooth.add_argument("--no-smoothing", action="store_true", help="keep the raw keypoints")
     smooth.add_argument("--min-cutoff", type=float, default=_S.min_cutoff,
-                        help="Hz: cutoff of a still point (lower = smoother, more lag)")
+                        help="Hz: cutoff of a still point (lower = smoother, more lag) "
+                        "(default %(default)s)")
     smooth.add_argument("--beta", type=float, default=_S.beta,
                         help="cutoff gain per signer size per second of speed (higher = less "
-                        "lag on fast signs)")
+                        "lag on fast signs) (default %(default)s)")
     smooth.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
-                        help="Hz: low-pass on the speed estimate")
+                        help="Hz: low-pass on the speed estimate (default %(default)s)")
     smooth.add_argument("--smooth-threshold", type=float, default=_S.score_threshold,
                         help="a point scoring below this is missing: passed through, its filter "
-                        "restarted")
+                        "restarted (default %(default)s)")
     smooth.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
                         metavar=("LOW", "HIGH"),
                         help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
