@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR {e}", file=sys.stderr)
         capture.release()
         return 1
-    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    rate = capture.get(cv2.CAP_PROP_FPS)
+    rate = rate if 1.0 <= rate <= 1000.0 else 25.0  # cameras report 0, NaN or nonsense
     processor, tracking, smoothing = None, not args.no_tracking, not args.no_smoothing
     writer = None
     frames, start, fps = 0, time.perf_counter(), 0.0

@@ -57,18 +57,36 @@ class OnnxModel:
                                      "it with this version's python -m interop.to_onnx")
         self.input_size = int(self.metadata["input_size"])
         self.task = self.metadata["task"]
+        inputs = self._session.get_inputs()
+        if not _input_fits(inputs, self.input_size):
+            raise OnnxModelError(f"{self.path}: inputs {[(i.name, i.shape) for i in inputs]}; "
+                                 f"expected one 'images' (N, 3, {self.input_size}, "
+                                 f"{self.input_size}) as metadata input_size says; export it "
+                                 "with python -m interop.to_onnx")
         self._keypoints_index = outputs.index("keypoints")
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, K, 3) keypoints in input pixels for uint8 (N, S, S, 3) RGB images."""
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
-        return self._session.run(None, {"images": x})[self._keypoints_index]
+        try:
+            return self._session.run(None, {"images": x})[self._keypoints_index]
+        except Exception as e:  # onnxruntime's own error types
+            raise OnnxModelError(f"{self.path}: onnxruntime failed on a batch of shape "
+                                 f"{x.shape}: {e}") from None
+
+
+def _input_fits(inputs: list, size: int) -> bool:
+    """One input 'images' (N, 3, size, size); symbolic sizes (dynamic axes) are accepted."""
+    if len(inputs) != 1 or inputs[0].name != "images" or len(inputs[0].shape) != 4:
+        return False
+    _, channels, *spatial = inputs[0].shape
+    return channels == 3 and all(d == size or not isinstance(d, int) for d in spatial)
 
 
 def hand_stage_from_onnx(path: str | Path, min_score: float = DEFAULT_MIN_SCORE,
-                         batch_size: int = 16) -> HandStage:
+                         batch_size: int = 16, threads: int = 0) -> HandStage:
     """The `HandStage` of an exported hand model, with the crop rule of its metadata."""
-    model = OnnxModel(path)
+    model = OnnxModel(path, threads)
     if model.task != "hand":
         raise OnnxModelError(f"{model.path}: metadata task={model.task!r}; expected a hand "
                              "model (exported from a configs/hand.py run)")

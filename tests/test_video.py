@@ -229,6 +229,23 @@ def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
     assert regions[2, 2] < width / 2  # the tracked region zooms in
 
 
+def test_a_redetection_restarts_the_tracker_where_the_signer_is():
+    width, height, model = 320, 180, BlobModel()
+    predictor = RegionPredictor(model, 64, None, batch_size=1, description="blob")
+    processor = SequenceProcessor(predictor, width, height, 25.0,
+                                  TrackingParams(min_points=3, min_body_scales=0.0), None)
+    for x in (40, 40, 40):
+        processor.process([blob_frame(width, height, x, 60, 40)])
+    jumped = processor.process([blob_frame(width, height, 250, 60, 40)])
+    assert not jumped.tracked[0]  # the old region held nothing: re-detected on the whole frame
+    # The tracker starts from the re-detection alone, not from a blend with the old region.
+    want = signer_region(frame_points(blob_points(250, 60, 40)),
+                         TrackingParams(min_points=3, min_body_scales=0.0))
+    got = processor.tracker.region
+    np.testing.assert_allclose([got.cx, got.cy, got.side], [want.cx, want.cy, want.side],
+                               atol=3.0)
+
+
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -270,6 +287,11 @@ def test_find_inputs_files_folders_globs_frames_and_problems(tmp_path):
     assert "empty: no video files" in problems[1]
     assert "missing.mp4: no such file" in problems[2]
     assert "output name 'a' is already taken" in problems[3]
+    # the same file twice (relative and absolute) is one input, not a clash
+    same, problems = find_inputs([str(a), os.path.relpath(a)])
+    assert len(same) == 1 and problems == []
+    assert find_inputs([str(tmp_path / "*.txt")])[1] == [
+        f"{tmp_path / '*.txt'}: matches no video file or folder of frames"]
 
 
 def test_read_frames_in_order_and_errors_name_the_file(tmp_path):
@@ -301,6 +323,22 @@ def test_reader_stops_cleanly_when_the_consumer_stops(tmp_path):
     frames = read_frames(item, probe(item, 25.0), prefetch=2)
     next(frames)
     frames.close()  # the decoding thread must not hang on a full queue
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "decode-v" and t.is_alive()]
+
+
+def test_a_video_that_breaks_off_is_an_error_not_a_short_sequence(tmp_path):
+    writer = cv2.VideoWriter(str(tmp_path / "whole.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25,
+                             (96, 64))
+    for frame in blob_clip(20):
+        writer.write(frame)
+    writer.release()
+    data = (tmp_path / "whole.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[:int(len(data) * 0.7)])  # header still says 20
+    item = find_inputs([str(tmp_path / "cut.avi")])[0][0]
+    with pytest.raises(VideoReadError, match=r"cut.avi: decoding stopped after \d+ of the 20"):
+        list(read_frames(item, probe(item, 25.0)))
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -381,7 +419,8 @@ def test_cli_tracks_and_smooths_by_default(constant_model, tmp_path):
 def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
     body, _ = constant_model
     for extra, message in ((["--format", "csv"], "--format"), (["--batch-size", "0"],
-                           "--batch-size"), (["--hand-checkpoint", "x"], "--hand-checkpoint")):
+                           "--batch-size"), (["--hand-checkpoint", "x"], "--hand-checkpoint"),
+                           (["--min-score", "-1"], "--min-score")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["x.mp4", "--out", str(tmp_path), "--onnx", str(body), *extra])
         assert exit_info.value.code == 2
@@ -390,6 +429,32 @@ def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
     assert cli.main([str(video), "--out", str(tmp_path / "o"), "--onnx",
                      str(tmp_path / "missing.onnx")]) == 1
     assert "missing.onnx: no such ONNX file" in capsys.readouterr().err
+    # --out that cannot be written: refused before any work, the file there untouched
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    assert cli.main([str(video), "--out", str(blocker), "--onnx", str(body)]) == 1
+    assert f"--out {blocker}: cannot write there" in capsys.readouterr().err
+    assert blocker.read_text() == "keep me"
+    # an input problem next to a good video: the video is done, the exit code says 1
+    assert cli.main([str(video), str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o2"),
+                     "--onnx", str(body)]) == 1
+    err = capsys.readouterr().err
+    assert "nope.mp4: no such file" in err and "1 of 1 videos done (0 failed)" in err
+
+
+def test_onnx_files_whose_input_does_not_match_are_refused(tmp_path):
+    from signlang_jax.onnx_runtime import OnnxModel, OnnxModelError
+
+    path = constant_onnx(tmp_path / "m.onnx", np.zeros((NUM_KEYPOINTS, 3), np.float32), 32)
+    assert OnnxModel(path).input_size == 32
+    import onnx
+
+    model = onnx.load(str(path))
+    next(p for p in model.metadata_props if p.key == "input_size").value = "64"
+    onnx.save(model, str(tmp_path / "lies.onnx"))
+    with pytest.raises(OnnxModelError, match=r"lies.onnx: inputs .*expected one 'images' "
+                       r"\(N, 3, 64, 64\)"):
+        OnnxModel(tmp_path / "lies.onnx")
 
 
 def test_onnx_video_path_runs_without_jax_or_torch_installed(constant_model, tmp_path):
@@ -398,7 +463,8 @@ def test_onnx_video_path_runs_without_jax_or_torch_installed(constant_model, tmp
     video = write_video(tmp_path / "clip.mp4", blob_clip(3))
     code = f"""
 import importlib.abc, sys
-BLOCKED = ("jax", "jaxlib", "flax", "torch", "optax", "orbax", "grain", "tensorflow")
+BLOCKED = ("jax", "jaxlib", "flax", "torch", "optax", "orbax", "grain", "tensorflow",
+           "ml_collections", "absl", "tensorboardX")
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -139,6 +140,8 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     if not formats or unknown:
         raise ValueError(f"--format {args.format!r}: expected a comma-separated list of "
                          f"{', '.join(FORMATS)}")
+    if not args.min_score >= 0:
+        raise ValueError(f"--min-score {args.min_score}: expected a score >= 0")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
     if not args.fps > 0:
@@ -241,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     inputs, problems = find_inputs(args.inputs)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
-    job.out.mkdir(parents=True, exist_ok=True)
+    try:
+        _check_writable(job.out)
+    except OSError as e:
+        print(f"ERROR --out {job.out}: cannot write there ({e})", file=sys.stderr)
+        return 1
     todo = []
     for item in inputs:
         if not args.overwrite and all(p.exists() for p in job.outputs(item)):
@@ -253,20 +260,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     try:
         model = load_model(args)
+    except ImportError as e:
+        extra = "runtime" if args.onnx else "train"
+        print(f"ERROR {e.name or e}: not installed; pip install 'signlang-jax[{extra}]' "
+              f"(or pip install -e '.[{extra}]' in a checkout)", file=sys.stderr)
+        return 1
     except (ValueError, OSError, TrainingError) as e:  # ConfigError, OnnxModelError, missing file
         print(f"ERROR {e}", file=sys.stderr)
         return 1
-    return _run_all(todo, model, job, failed=len(problems))
+    failed = _run_all(todo, model, job)
+    return 1 if failed or problems else 0
 
 
-def _run_all(todo: list[VideoInput], model: RegionPredictor, job: JobSettings,
-             failed: int) -> int:
-    total_frames, start = 0, time.perf_counter()
+def _check_writable(folder: Path) -> None:
+    """Create `folder` and prove a file can be written there, before any video is processed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe_file = folder / f".write-test-{os.getpid()}"
+    probe_file.write_bytes(b"")
+    probe_file.unlink()
+
+
+def _run_all(todo: list[VideoInput], model: RegionPredictor, job: JobSettings) -> int:
+    """Process every input in turn; the number that failed."""
+    failed, total_frames, start = 0, 0, time.perf_counter()
     for item in tqdm(todo, desc="videos", unit="video", position=0, dynamic_ncols=True):
         try:
             sequence, fps = process_video(item, model, job)
-        except (VideoReadError, OSError, ValueError) as e:
-            tqdm.write(f"ERROR {item.path}: skipped: {e}", file=sys.stderr)
+        except (VideoReadError, OSError, ValueError) as e:  # messages start with the file
+            tqdm.write(f"ERROR {e} (skipped)", file=sys.stderr)
             failed += 1
             continue
         frames = len(sequence.keypoints)
@@ -275,8 +296,6 @@ def _run_all(todo: list[VideoInput], model: RegionPredictor, job: JobSettings,
                    f"{sequence.tracked.mean():.0%} tracked -> "
                    f"{', '.join(p.name for p in job.outputs(item))}", file=sys.stderr)
     elapsed = time.perf_counter() - start
-    print(f"{len(todo) - failed} of {len(todo)} videos done, {total_frames} frames, "
-          f"{total_frames / max(elapsed, 1e-9):.1f} frames/s overall; {failed} failed"
-          if failed else f"{len(todo)} videos, {total_frames} frames, "
-          f"{total_frames / max(elapsed, 1e-9):.1f} frames/s overall", file=sys.stderr)
-    return 1 if failed else 0
+    print(f"{len(todo) - failed} of {len(todo)} videos done ({failed} failed), {total_frames} "
+          f"frames, {total_frames / max(elapsed, 1e-9):.1f} frames/s overall", file=sys.stderr)
+    return failed

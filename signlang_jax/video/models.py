@@ -61,7 +61,8 @@ def load_onnx(body: str | Path, hand: str | Path | None, hand_min_score: float,
     if model.task != "wholebody":
         raise OnnxModelError(f"{model.path}: metadata task={model.task!r}; expected the "
                              "whole-body model (give a hand model with --hand-onnx)")
-    stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score)
+    stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score,
+                                                          threads=threads)
     described = f"onnx {model.path}" + ("" if hand is None else f" + hand {hand}")
     return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described)
 

@@ -88,9 +88,14 @@ class SequenceProcessor:
                 for n in redo:
                     regions[n] = whole
                 self.redetections += len(redo)
+            redone = set(redo)
+        else:
+            redone = set()
         final = raw.copy()
         for n in range(len(frames)):
             if self.tracking:
+                if n in redone:  # found again on the whole frame: restart from there
+                    self.tracker.reset()
                 self.tracker.observe(raw[n])
             if self.smoothing:
                 final[n] = self.smoother(raw[n], 1.0 / self.fps)

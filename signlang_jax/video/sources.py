@@ -53,7 +53,8 @@ def _from_folder(folder: Path) -> list[VideoInput]:
     if not frames:
         raise FileNotFoundError(f"{folder}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})"
                                 " and no image frames in this folder")
-    name = folder.resolve().parent.name if folder.name in _FRAME_FOLDER_NAMES else folder.name
+    folder = folder.resolve()  # "." has no name of its own
+    name = folder.parent.name if folder.name in _FRAME_FOLDER_NAMES else folder.name
     return [VideoInput(name, folder, frames)]
 
 
@@ -71,6 +72,7 @@ def find_inputs(specs: list[str]) -> tuple[list[VideoInput], list[str]]:
         if not paths or not all(p.exists() for p in paths):
             problems.append(f"{spec}: no such file or folder")
             continue
+        found = len(inputs)
         for path in paths:
             if path.is_dir():
                 try:
@@ -82,9 +84,11 @@ def find_inputs(specs: list[str]) -> tuple[list[VideoInput], list[str]]:
             elif not glob.has_magic(spec):
                 problems.append(f"{path}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})"
                                 " or a folder of frames")
+        if glob.has_magic(spec) and len(inputs) == found:
+            problems.append(f"{spec}: matches no video file or folder of frames")
     unique: dict[str, VideoInput] = {}
     for item in inputs:
-        if item.name in unique and unique[item.name].path != item.path:
+        if item.name in unique and unique[item.name].path.resolve() != item.path.resolve():
             problems.append(f"{item.path}: its output name {item.name!r} is already taken by "
                             f"{unique[item.name].path}; process them in separate --out folders")
         else:
@@ -133,11 +137,20 @@ def _decode(item: VideoInput, info: VideoInfo) -> Iterator[np.ndarray]:
     if item.is_video:
         capture = cv2.VideoCapture(str(item.path))
         try:
+            decoded = 0
             while True:
                 ok, frame = capture.read()
                 if not ok:
-                    return
+                    break
+                decoded += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            # The container's count can be off by a frame or two; far fewer means the stream
+            # broke, and a short sequence must not pass as a finished one.
+            if info.num_frames and decoded < 0.98 * info.num_frames - 2:
+                raise VideoReadError(f"{item.path}: decoding stopped after {decoded} of the "
+                                     f"{info.num_frames} frames the file announces (truncated "
+                                     "or corrupt)")
+            return
         finally:
             capture.release()
     for path in item.frames:
