@@ -53,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         # Takes effect because no JAX computation has run yet in this process.
         jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
 
+    from signlang_jax import compile_cache
     from signlang_jax.errors import TrainingError
     from signlang_jax.video.models import load_jax
     from signlang_jax.video.overlay import annotate
     from signlang_jax.video.sequence import DEFAULT_SMOOTHING, DEFAULT_TRACKING, SequenceProcessor
 
+    compile_cache.enable_compilation_cache()  # before any work (load_jax repeats it, harmless)
     if args.no_display and not args.out:
         print("ERROR --no-display without --out would produce nothing; add --out out.mp4",
               file=sys.stderr)
