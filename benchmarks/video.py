@@ -6,8 +6,8 @@
         [--sweep] [--strip docs/video_strip.jpg] [--json runs/video_bench/results.json]
 
 Renders 640x360 (16:9) clips (`signlang_jax.synth.clips`, a seed never trained on), then runs
-the body model (and the hand stage) on every clip four ways: full-frame letterbox, tracking
-(the CLI's default batch of 8, and batch 1), each with smoothing applied as the CLI does (the
+the body model (and the hand stage) on every clip: full-frame letterbox, tracking (the CLI's
+default batch of 1, and batch 8), each with smoothing applied as the CLI does (the
 One Euro filter is causal and sees the raw points, so it is applied to the same raw runs).
 Prints, per keypoint group: PCK@0.05 and @0.1 against each frame's labels (normalised by the
 person box, as `evaluate`), and jitter = mean |frame-to-frame acceleration| in px/frame^2 over
@@ -158,9 +158,10 @@ def sweep(models: dict[str, RegionPredictor], clips: list[Clip]) -> list[dict]:
     for name, model in models.items():
         raws = [run(model, clip, TrackingParams(), model.batch_size)[0] for clip in clips]
         base = score(raws, clips)
-        for min_cutoff, beta, threshold, confidence in itertools.product(
-                (0.3, 1.0, 3.0), (0.0, 1.0, 4.0, 8.0), (0.0, 0.1, 0.3), (None, (0.2, 0.5))):
-            params = OneEuroParams(min_cutoff, beta, 1.0, threshold, confidence)
+        for min_cutoff, beta, threshold, confidence, gate in itertools.product(
+                (0.3, 1.0, 3.0), (0.0, 1.0, 4.0, 8.0), (0.0, 0.1, 0.3), (None, (0.2, 0.5)),
+                (None, 0.3, 0.5)):
+            params = OneEuroParams(min_cutoff, beta, 1.0, threshold, confidence, gate)
             result = score([smooth(r, c.info["fps"], params) for r, c in zip(raws, clips,
                                                                            strict=True)], clips)
             hands = ("left_hand", "right_hand")
@@ -227,11 +228,11 @@ def accuracy(body: RegionPredictor, pair: RegionPredictor | None, clips: list[Cl
     rows: dict[str, dict] = {}
     params = OneEuroParams()
     fps = [c.info["fps"] for c in clips]
-    runs = {"full frame": (body, None, 8), "tracking": (body, TrackingParams(), 8),
-            "tracking, batch 1": (body, TrackingParams(), 1)}
+    runs = {"full frame": (body, None, 1), "tracking": (body, TrackingParams(), 1),
+            "tracking, batch 8": (body, TrackingParams(), 8)}
     if pair is not None:
-        runs.update({"full frame + hand stage": (pair, None, 8),
-                     "tracking + hand stage": (pair, TrackingParams(), 8)})
+        runs.update({"full frame + hand stage": (pair, None, 1),
+                     "tracking + hand stage": (pair, TrackingParams(), 1)})
     for name, (model, tracking, batch) in runs.items():
         start = time.perf_counter()
         outs = [run(model, clip, tracking, batch) for clip in clips]
@@ -240,9 +241,9 @@ def accuracy(body: RegionPredictor, pair: RegionPredictor | None, clips: list[Cl
         rows[name]["tracked"] = float(np.mean(np.concatenate([o[1] for o in outs])))
         rows[f"{name} + smoothing"] = score([smooth(r, f, params) for r, f in zip(
             raws, fps, strict=True)], clips)
-        damped = dataclasses.replace(params, beta=8.0, confidence=(0.2, 0.5))
-        rows[f"{name} + smoothing, confidence 0.2-0.5, beta 8"] = score(
-            [smooth(r, f, damped) for r, f in zip(raws, fps, strict=True)], clips)
+        plain = dataclasses.replace(params, jump_gate=None)
+        rows[f"{name} + smoothing without the jump gate"] = score(
+            [smooth(r, f, plain) for r, f in zip(raws, fps, strict=True)], clips)
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     gt_rows = {"ground truth": {"jitter": jitter([c.gt for c in clips], clips)}}
     return {**rows, **gt_rows}
@@ -267,14 +268,14 @@ def main() -> int:
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
 
-    body = load_jax(args.body, None, "float32", None, 0.0, 8)
-    pair = None if args.hand is None else load_jax(args.body, None, "float32", args.hand, 0.0, 8)
+    body = load_jax(args.body, None, "float32", None, 0.0, 1)
+    pair = None if args.hand is None else load_jax(args.body, None, "float32", args.hand, 0.0, 1)
     results: dict = {}
     if args.sweep:
         tune = load_clips(Path(args.clips).parent / "tune", 8, TUNE_SEED, 640, 360, args.frames)
-        results["sweep"] = sweep({"body, batch 8": body, "body, batch 1": load_jax(
-            args.body, None, "float32", None, 0.0, 1), **({} if pair is None else {
-                "body + hand stage, batch 8": pair})}, tune)
+        results["sweep"] = sweep({"body, batch 1": body, "body, batch 8": load_jax(
+            args.body, None, "float32", None, 0.0, 8), **({} if pair is None else {
+                "body + hand stage, batch 1": pair})}, tune)
     clips = load_clips(Path(args.clips), args.num, TEST_SEED, 640, 360, args.frames)
     heights = [c.info["signer_height"] for c in clips]
     print(f"{len(clips)} clips 640x360, {args.frames} frames at 25 fps; signer height "
@@ -307,14 +308,17 @@ def main() -> int:
     print("\ntracked fraction:", {k: round(v["tracked"], 3) for k, v in rows.items()
                                   if "tracked" in v})
     if not args.skip_speed:
-        models = {"jax batch 1": load_jax(args.body, None, "float32", None, 0.0, 1),
-                  "jax batch 8": body}
+        models = {"jax batch 1": body,
+                  "jax batch 8": load_jax(args.body, None, "float32", None, 0.0, 8)}
         if args.body_onnx:
             models.update({"onnxruntime batch 1": load_onnx(args.body_onnx, None, 0.0, 1),
                            "onnxruntime batch 8": load_onnx(args.body_onnx, None, 0.0, 8)})
         if args.hand and args.hand_onnx:
-            models.update({"jax + hand batch 8": pair, "onnxruntime + hand batch 8": load_onnx(
-                args.body_onnx, args.hand_onnx, 0.0, 8)})
+            models.update({
+                "jax + hand batch 1": pair,
+                "onnxruntime + hand batch 1": load_onnx(args.body_onnx, args.hand_onnx, 0.0, 1),
+                "jax + hand batch 8": load_jax(args.body, None, "float32", args.hand, 0.0, 8),
+                "onnxruntime + hand batch 8": load_onnx(args.body_onnx, args.hand_onnx, 0.0, 8)})
         results["fps"] = speed(models, clips[:args.speed_clips], repeats=2)
         if args.mediapipe:
             results["fps"]["MediaPipe Holistic (its own CPU threads)"] = results["mediapipe_fps"]

@@ -42,7 +42,7 @@ def frame_points(xy: np.ndarray, score: float = 0.9) -> np.ndarray:
 
 def test_one_euro_step_by_hand():
     """First frame passes through; a still point's next output is alpha-weighted (beta = 0)."""
-    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0), 1)
+    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0, jump_gate=None), 1)
     assert f(np.array([[10.0, 20.0, 1.0]]), 1 / 25)[0, :2].tolist() == [10.0, 20.0]
     # tau = 1 / (2 pi) = 0.159155, alpha = 1 / (1 + tau * 25) = 0.200849
     assert float(smoothing_alpha(1.0, 1 / 25)) == pytest.approx(0.2008486, abs=1e-7)
@@ -126,7 +126,7 @@ def test_a_point_that_disappears_restarts_where_it_comes_back():
 
 
 def test_confidence_damps_low_scores_by_hand():
-    params = OneEuroParams(min_cutoff=1.0, beta=0.0, confidence=(0.2, 0.5))
+    params = OneEuroParams(min_cutoff=1.0, beta=0.0, confidence=(0.2, 0.5), jump_gate=None)
     f = OneEuroFilter(params, 3)
     f(np.array([[0.0, 0, 0.9], [0.0, 0, 0.9], [0.0, 0, 0.9]]), 1 / 25)
     out = f(np.array([[10.0, 0, 0.35], [10.0, 0, 0.9], [10.0, 0, 0.15]]), 1 / 25)
@@ -135,8 +135,28 @@ def test_confidence_damps_low_scores_by_hand():
     assert out[:, 0] == pytest.approx([10 * alpha * 0.5, 10 * alpha, 10 * alpha * 0.05], abs=1e-4)
 
 
+def test_the_jump_gate_drops_a_one_frame_spike_and_follows_a_real_move():
+    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0, jump_gate=0.3), NUM_KEYPOINTS)
+    pts = frame_points(np.tile([[50.0, 50.0]], (NUM_KEYPOINTS, 1)))
+    pts[1, :2] = (150, 150)  # the signer box: 100 px, so the gate is 30 px
+    f(pts, 1 / 25)
+    spike = pts.copy()
+    spike[5, :2] = (90, 50)  # 40 px for one frame: held where it was
+    assert f(spike, 1 / 25)[5, :2].tolist() == pytest.approx([50.0, 50.0])
+    assert f(pts, 1 / 25)[5, :2].tolist() == pytest.approx([50.0, 50.0])
+    moved = pts.copy()
+    moved[5, :2] = (90, 50)
+    assert f(moved, 1 / 25)[5, :2].tolist() == pytest.approx([50.0, 50.0])  # first frame: held
+    alpha = 0.2008486  # the second frame of the move is followed (beta 0: the plain low-pass)
+    assert f(moved, 1 / 25)[5, 0] == pytest.approx(50 + alpha * 40, abs=1e-4)
+    small = pts.copy()
+    small[6, :2] = (75, 50)  # 25 px < 30 px: never held
+    assert f(small, 1 / 25)[6, 0] == pytest.approx(50 + alpha * 25, abs=1e-4)
+
+
 def test_one_euro_rejects_bad_settings():
-    for bad in ({"min_cutoff": 0}, {"beta": -1}, {"d_cutoff": -2}, {"confidence": (0.5, 0.2)}):
+    for bad in ({"min_cutoff": 0}, {"beta": -1}, {"d_cutoff": -2}, {"confidence": (0.5, 0.2)},
+                {"jump_gate": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             OneEuroParams(**bad)
     with pytest.raises(ValueError, match="dt"):

@@ -77,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true",
                      help="redo videos whose outputs exist (default: skip them)")
     run = parser.add_argument_group("running")
-    run.add_argument("--batch-size", type=int, default=8,
-                     help="frames per model call (the tracked region is updated between "
-                     "batches: 1 follows the signer frame by frame) (default %(default)s)")
+    run.add_argument("--batch-size", type=int, default=1,
+                     help="frames per model call; the tracked region is updated between "
+                     "batches, so 1 follows the signer frame by frame and 8 is faster but less "
+                     "accurate (docs/VIDEO.md) (default %(default)s)")
     run.add_argument("--fps", type=float, default=25.0,
                      help="frame rate of folders of frames (and of videos that store none) "
                      "(default %(default)s)")
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     smooth.add_argument("--smooth-threshold", type=float, default=_S.score_threshold,
                         help="a point scoring below this is missing: passed through, its filter "
                         "restarted (default %(default)s)")
+    smooth.add_argument("--jump-gate", type=float, default=_S.jump_gate,
+                        help="hold back for one frame a point that jumps more than this many "
+                        "signer sizes (0 = no gate) (default %(default)s)")
     smooth.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
                         metavar=("LOW", "HIGH"),
                         help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
@@ -153,7 +157,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         margin=args.track_margin)
     smoothing = None if args.no_smoothing else OneEuroParams(
         min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
-        score_threshold=args.smooth_threshold,
+        score_threshold=args.smooth_threshold, jump_gate=args.jump_gate or None,
         confidence=None if args.smooth_confidence is None else tuple(args.smooth_confidence))
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
                        args.fps, tracking, smoothing)
@@ -186,7 +190,7 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
             bar.update(len(batch))
             batch.clear()
 
-        for frame in read_frames(item, info, prefetch=2 * job.batch_size):
+        for frame in read_frames(item, info, prefetch=max(16, 2 * job.batch_size)):
             batch.append(frame)
             if len(batch) == job.batch_size:
                 flush()

@@ -9,6 +9,10 @@ Per frame and point:
     cutoff        = min_cutoff + beta * speed_hat / scale
     x_hat         = low-pass(x, cutoff)
 
+plus a jump gate: a point that lands more than `jump_gate` signer sizes away from its filtered
+position is held there for that one frame. The demo models' hand jitter is mostly such one-frame
+gross errors, which a low-pass filter alone can only trade for lag (docs/VIDEO.md measures it).
+
 All 64 points are filtered in one numpy step (not one object per coordinate). The speed that
 drives the cutoff is measured in signer sizes per second (`scale` = the extent of the signer's
 confident points, itself smoothed), as MediaPipe normalises by its region of interest: the same
@@ -38,6 +42,10 @@ class OneEuroParams:
     # step, one at `high` or more the full step, linearly between. Off by default: it suits the
     # body model's scores, not the hand model's lower ones (docs/VIDEO.md).
     confidence: tuple[float, float] | None = None
+    # A point that jumps more than this many signer sizes from its filtered position in one
+    # frame is held back for that frame: a one-frame spike (the model's typical gross error) is
+    # dropped, a real move is followed from the next frame on. None: no gate.
+    jump_gate: float | None = 0.3
 
     def __post_init__(self) -> None:
         for name in ("min_cutoff", "d_cutoff"):
@@ -45,6 +53,8 @@ class OneEuroParams:
                 raise ValueError(f"smoothing {name}={getattr(self, name)}; expected > 0 Hz")
         if not self.beta >= 0:
             raise ValueError(f"smoothing beta={self.beta}; expected >= 0")
+        if self.jump_gate is not None and not self.jump_gate > 0:
+            raise ValueError(f"smoothing jump_gate={self.jump_gate}; expected > 0 or None")
         if self.confidence is not None and not 0 <= self.confidence[0] < self.confidence[1]:
             raise ValueError(f"smoothing confidence={self.confidence}; expected 0 <= low < high")
 
@@ -76,6 +86,7 @@ class OneEuroFilter:
         self._x = np.zeros((self.num_points, 2))
         self._speed = np.zeros(self.num_points)
         self._alive = np.zeros(self.num_points, bool)
+        self._held = np.zeros(self.num_points, bool)  # held back by the gate last frame
         self._scale = math.nan
 
     def __call__(self, keypoints: np.ndarray, dt: float) -> np.ndarray:
@@ -92,6 +103,11 @@ class OneEuroFilter:
                 0.9 * self._scale + 0.1 * scale)
         norm = self._scale if math.isfinite(self._scale) and self._scale > 1.0 else 1.0
 
+        if p.jump_gate is not None:
+            jump = np.linalg.norm(xy - self._x, axis=1) / norm
+            held = self._alive & ~self._held & (jump > p.jump_gate)
+            xy = np.where(held[:, None], self._x, xy)
+            self._held = held
         speed = np.linalg.norm(xy - self._x, axis=1) / dt / norm
         a_d = smoothing_alpha(p.d_cutoff, dt)
         speed_hat = np.where(self._alive, a_d * speed + (1 - a_d) * self._speed, 0.0)
@@ -108,5 +124,5 @@ class OneEuroFilter:
         self._speed = np.where(present, speed_hat, 0.0)
         self._alive = present
         out = np.array(keypoints, np.float32, copy=True)
-        out[:, :2] = np.where(present[:, None], filtered, xy)
+        out[:, :2] = np.where(present[:, None], filtered, keypoints[:, :2])
         return out
