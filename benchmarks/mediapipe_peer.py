@@ -36,22 +36,12 @@ import mediapipe as mp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES, NUM_KEYPOINTS  # noqa: E402
+from signlang_jax.keypoint_maps import MEDIAPIPE_HOLISTIC  # noqa: E402
+from signlang_jax.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS  # noqa: E402
 
-# MediaPipe pose landmark (33) for each of our 17 COCO body points, in our order: nose, eyes,
-# ears, shoulders, elbows, wrists, hips, knees, ankles (left before right).
-POSE_TO_BODY: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-# Our 5 face anchors are the body's nose, eyes and ears: the same pose landmarks.
-POSE_TO_FACE: tuple[int, ...] = (0, 2, 5, 7, 8)
-# MediaPipe hand landmarks (21) are already in our hand order (wrist, thumb..little, base to tip).
-HAND_ORDER: tuple[int, ...] = tuple(range(21))
-# Holistic attribute filling each of our hand groups (both name the subject's own hands).
-HAND_SOURCES: dict[str, str] = {
-    "left_hand": "left_hand_landmarks",
-    "right_hand": "right_hand_landmarks",
-}
-BODY_SLICE = slice(GROUPS["body"].start, GROUPS["body"].stop)
-FACE_SLICE = slice(GROUPS["face"].start, GROUPS["face"].stop)
+# Holistic attribute of each hand (both name the subject's own hands); the point mapping is
+# `signlang_jax.keypoint_maps.MEDIAPIPE_HOLISTIC` (33 pose landmarks, left hand, right hand).
+HAND_ATTRIBUTES = ("left_hand_landmarks", "right_hand_landmarks")
 GENERIC_NAMES = {"video", "images", "frames"}  # named after their folder instead
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -96,18 +86,16 @@ def read_frames(path: Path, frames: list[Path] | None) -> Iterator[np.ndarray]:
 
 def to_keypoints(result: Any, width: int, height: int) -> np.ndarray:
     """One Holistic result -> float32 (64, 3) pixels (x, y, score) in our layout."""
-    out = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    holistic = np.zeros((len(MEDIAPIPE_HOLISTIC.source_names), 3), np.float32)
     if result.pose_landmarks is not None:
-        pose = np.array([(p.x * width, p.y * height, p.visibility)
-                         for p in result.pose_landmarks.landmark], np.float32)
-        out[BODY_SLICE] = pose[list(POSE_TO_BODY)]
-        out[FACE_SLICE] = pose[list(POSE_TO_FACE)]
-    for group, attr in HAND_SOURCES.items():
+        holistic[:33] = [(p.x * width, p.y * height, p.visibility)
+                         for p in result.pose_landmarks.landmark]
+    for n, attr in enumerate(HAND_ATTRIBUTES):
         hand = getattr(result, attr)
         if hand is not None:
-            pts = np.array([(p.x * width, p.y * height, 1.0) for p in hand.landmark], np.float32)
-            out[GROUPS[group].start:GROUPS[group].stop] = pts[list(HAND_ORDER)]
-    return out
+            holistic[33 + 21 * n:54 + 21 * n] = [(p.x * width, p.y * height, 1.0)
+                                                 for p in hand.landmark]
+    return MEDIAPIPE_HOLISTIC.apply(holistic)
 
 
 def output_name(path: Path) -> str:
