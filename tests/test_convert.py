@@ -1,0 +1,179 @@
+"""Tests for the COCO-WholeBody and Halpe converters (signlang_jax/data/convert.py).
+
+Fixtures are synthetic signers pasted into a larger canvas, annotated in each format: the
+converter must cut each person back out and reproduce its known labels.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from signlang_jax.data import convert
+from signlang_jax.data.dataset import scan_dataset
+from signlang_jax.keypoints import GROUPS
+from signlang_jax.synth import render_sample
+
+TILE = 64
+OFFSETS = ((10, 10), (120, 10), (60, 100))
+
+
+def _tiles() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(RGB image, (64, 3) x, y, visible) of three synthetic signers."""
+    out = []
+    for i in range(len(OFFSETS)):
+        image, label = render_sample(5, i, TILE)
+        out.append((image, np.array([[k["x"], k["y"], k["visible"]] for k in label["keypoints"]])))
+    return out
+
+
+def _coco_points(kp: np.ndarray, ox: int, oy: int) -> np.ndarray:
+    """Our (64, 3) label as COCO (x, y, v): v = 2 visible, 1 labelled but hidden."""
+    pts = kp.copy()
+    pts[:, :2] += (ox, oy)
+    pts[:, 2] = np.where(kp[:, 2] > 0, 2, 1)
+    return pts
+
+
+def _flat(a: np.ndarray) -> list[float]:
+    return [float(v) for v in a.ravel()]
+
+
+def write_fixture(root, fmt: str) -> tuple:
+    """A 220x180 canvas with three pasted signers and its annotation file."""
+    canvas = np.full((180, 220, 3), 40, np.uint8)
+    tiles = _tiles()
+    anns = []
+    for n, ((image, kp), (ox, oy)) in enumerate(zip(tiles, OFFSETS, strict=True)):
+        canvas[oy:oy + TILE, ox:ox + TILE] = image
+        pts = _coco_points(kp, ox, oy)
+        zeros = lambda k: np.zeros((k, 3))
+        ann = {"id": 100 + n, "image_id": 7, "iscrowd": 0,
+               "bbox": [ox - 0.5, oy - 0.5, TILE, TILE]}  # the tile's pixel edges
+        if fmt == "coco-wholebody":
+            ann.update(keypoints=_flat(pts[:17]), foot_kpts=_flat(zeros(6)),
+                       face_kpts=_flat(zeros(68)), lefthand_kpts=_flat(pts[17:38]),
+                       righthand_kpts=_flat(pts[38:59]), lefthand_valid=True,
+                       righthand_valid=True)
+        else:
+            ann["keypoints"] = _flat(np.concatenate([pts[:17], zeros(3 + 6 + 68), pts[17:59]]))
+        anns.append(ann)
+    cv2.imwrite(str(root / "scene.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    data = {"images": [{"id": 7, "file_name": "scene.png", "width": 220, "height": 180}],
+            "annotations": anns}
+    (root / "ann.json").write_text(json.dumps(data))
+    return tiles, data
+
+
+def _shifted_error(crop: np.ndarray, image: np.ndarray, dx: int, dy: int) -> float:
+    shifted = np.roll(crop, (dy, dx), (0, 1))
+    return float(np.abs(shifted[2:-2, 2:-2].astype(int) - image[2:-2, 2:-2].astype(int)).mean())
+
+
+def _labels(out) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "labels").glob("*.json"))}
+
+
+@pytest.mark.parametrize("fmt", ["coco-wholebody", "halpe"])
+def test_converter_cuts_each_person_back_out_with_its_labels(tmp_path, fmt, capsys):
+    tiles, _ = write_fixture(tmp_path, fmt)
+    out = tmp_path / "out"
+    assert convert.main([fmt, "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
+                         "--out", str(out), "--size", str(TILE), "--margin", "0",
+                         "--min-box", "16"]) == 0
+    assert "kept 3 persons" in capsys.readouterr().out
+    labels = _labels(out)
+    assert sorted(labels) == ["scene_100", "scene_101", "scene_102"]
+    for (image, kp), name in zip(tiles, sorted(labels), strict=True):
+        label = labels[name]
+        got = np.array([[k["x"], k["y"], k["visible"]] for k in label["keypoints"]])
+        np.testing.assert_allclose(got[:59, :2], kp[:59, :2], atol=0.5)  # body and hands
+        np.testing.assert_allclose(got[59:, :2], kp[:5, :2], atol=0.5)  # anchors = nose..ears
+        # visible where it was visible (and inside the tile)
+        assert (got[:59, 2] == kp[:59, 2]).all()
+        crop = cv2.cvtColor(cv2.imread(str(out / "images" / label["image"])), cv2.COLOR_BGR2RGB)
+        # The pixels line up: JPEG noise only, and any 1-pixel shift matches worse.
+        errors = {shift: _shifted_error(crop, image, *shift)
+                  for shift in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))}
+        assert errors[(0, 0)] < 6 and errors[(0, 0)] == min(errors.values())
+        assert label["hand_valid"] == {"left_hand": True, "right_hand": True}
+        np.testing.assert_allclose(label["bbox"], [0, 0, TILE - 1, TILE - 1], atol=0.51)
+    scan = scan_dataset(out)
+    assert len(scan.samples) == 3 and not scan.problems
+
+
+def test_filters_visibility_and_invalid_hands(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    anns = data["annotations"]
+    anns[0]["iscrowd"] = 1
+    anns[1]["bbox"] = [anns[1]["bbox"][0], anns[1]["bbox"][1], 20, 20]  # small box
+    anns[2]["lefthand_valid"] = False
+    body = anns[2]["keypoints"]
+    body[0:3] = [0, 0, 0]  # nose not labelled: hidden, clamped into the crop
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert convert.main(["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images",
+                         str(tmp_path), "--out", str(out), "--size", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept 1 persons" in printed
+    assert "dropped 1: crowd" in printed and "dropped 1: box under 32 px" in printed
+    label = _labels(out)["scene_102"]
+    vis = np.array([k["visible"] for k in label["keypoints"]])
+    assert not vis[GROUPS["left_hand"].start:GROUPS["left_hand"].stop].any()
+    assert vis[0] == 0 and 0 <= label["keypoints"][0]["x"] <= 31
+    # --min-hand-points: this person has 21 labelled right-hand points (left hand invalid)
+    assert convert.main(["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images",
+                         str(tmp_path), "--out", str(tmp_path / "o2"), "--min-hand-points",
+                         "22"]) == 0
+    assert "dropped 1: under 22 labelled hand points" in capsys.readouterr().out
+
+
+def _refused(tmp_path, data: dict, message: str, capsys, fmt: str = "coco-wholebody") -> None:
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    out = tmp_path / "bad_out"
+    assert convert.main([fmt, "--ann", str(tmp_path / "bad.json"), "--images", str(tmp_path),
+                         "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json" in err and message in err, err
+    assert not out.exists()  # every check runs before anything is written
+
+
+def test_bad_input_names_the_file_and_field(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    broken = json.loads(json.dumps(data))
+    del broken["annotations"][1]["lefthand_kpts"]
+    _refused(tmp_path, broken, "annotations[1]: field 'lefthand_kpts' must be 21 x 3", capsys)
+    broken = json.loads(json.dumps(data))
+    broken["annotations"][0]["keypoints"] = broken["annotations"][0]["keypoints"][:48]
+    _refused(tmp_path, broken, "field 'keypoints' must be 17 x 3 = 51 numbers (x, y, v); got 48",
+             capsys)
+    broken = json.loads(json.dumps(data))
+    broken["annotations"][2]["bbox"] = [500, 10, 30, 30]
+    _refused(tmp_path, broken, "field 'bbox' [500, 10, 30, 30] is empty or outside", capsys)
+    broken = json.loads(json.dumps(data))
+    broken["annotations"][0]["image_id"] = 99
+    _refused(tmp_path, broken, "annotations[0]: field 'image_id' 99 names no entry", capsys)
+    _refused(tmp_path, {"images": []}, "field 'annotations' must be a list", capsys)
+    _refused(tmp_path, data, "field 'keypoints' must be 136 x 3", capsys, fmt="halpe")
+    (tmp_path / "bad.json").write_text("{not json")
+    assert convert.main(["halpe", "--ann", str(tmp_path / "bad.json"), "--images",
+                         str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert "bad.json: not a readable JSON file" in capsys.readouterr().err
+
+
+def test_unreadable_image_and_non_empty_out(tmp_path, capsys):
+    write_fixture(tmp_path, "coco-wholebody")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    args = ["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
+            "--out", str(out)]
+    assert convert.main(args) == 1
+    assert "is not empty; pass --add" in capsys.readouterr().err
+    (tmp_path / "scene.png").write_bytes(b"not an image")
+    assert convert.main([*args, "--add"]) == 1
+    assert "scene.png: cannot read this image" in capsys.readouterr().err
+    assert (out / "mine.txt").read_text() == "keep"
