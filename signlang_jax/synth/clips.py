@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import sys
@@ -39,8 +38,8 @@ from signlang_jax.synth.scene import apply_camera_effects, background, sample_ca
 from signlang_jax.synth.signer import draw_signer, sample_signer
 from signlang_jax.synth.stills import (
     JPEG_QUALITY,
-    init_worker,
     make_label,
+    run_jobs,
     visibility,
     write_atomic,
 )
@@ -245,22 +244,9 @@ def generate_clips(out_dir: str | os.PathLike, num: int, seed: int, width: int =
 
     written = 0
     with tqdm(total=num, unit="clip", disable=not progress, file=sys.stderr) as bar:
-        if workers == 1:
-            threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            try:
-                for done in map(job, indices):
-                    written += done
-                    bar.update()
-            finally:
-                cv2.setNumThreads(threads)
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            with ctx.Pool(workers, initializer=init_worker) as pool:
-                for done in pool.imap_unordered(job, indices):
-                    written += done
-                    bar.update()
+        for done in run_jobs(job, indices, workers):
+            written += done
+            bar.update()
     return written
 
 

@@ -11,8 +11,10 @@ import json
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +23,8 @@ from signlang_jax.keypoints import KEYPOINT_NAMES
 from signlang_jax.synth.parts import FACE_TO_BODY, keypoint_visibility
 from signlang_jax.synth.scene import background, postprocess
 from signlang_jax.synth.signer import draw_signer, sample_signer, still_camera
+
+T = TypeVar("T")
 
 JPEG_QUALITY: int = 92
 
@@ -132,24 +136,28 @@ def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int 
 
     from tqdm import tqdm  # only needed here; keeps `render_sample` importable without it
 
-    bar = tqdm(total=num, unit="img", disable=not progress, file=sys.stderr)
-    try:
-        if workers == 1:
-            threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            try:
-                for _ in map(job, indices):
-                    bar.update()
-            finally:
-                cv2.setNumThreads(threads)
-        else:
-            # forkserver: safe even if the caller has threads (JAX, OpenCV) running, unlike fork,
-            # and workers fork from one server process, so they start faster than with spawn.
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            chunk = max(1, min(16, num // (workers * 8)))
-            with ctx.Pool(workers, initializer=init_worker) as pool:
-                for _ in pool.imap_unordered(job, indices, chunksize=chunk):
-                    bar.update()
-    finally:
-        bar.close()
+    with tqdm(total=num, unit="img", disable=not progress, file=sys.stderr) as bar:
+        for _ in run_jobs(job, indices, workers, chunksize=max(1, min(16, num // (workers * 8)))):
+            bar.update()
+
+
+def run_jobs(job: Callable[[int], T], indices: range, workers: int, chunksize: int = 1
+             ) -> Iterator[T]:
+    """job(i) for every index, in this process (workers == 1) or a pool; results as they end.
+
+    One OpenCV thread per process: the processes are the parallelism.
+    """
+    if workers == 1:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            yield from map(job, indices)
+        finally:
+            cv2.setNumThreads(threads)
+        return
+    # forkserver: safe even if the caller has threads (JAX, OpenCV) running, unlike fork, and
+    # workers fork from one server process, so they start faster than with spawn.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ctx.Pool(workers, initializer=init_worker) as pool:
+        yield from pool.imap_unordered(job, indices, chunksize=chunksize)
