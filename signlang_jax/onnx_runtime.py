@@ -3,8 +3,8 @@
     predictor = OnnxPredictor("body.onnx", hand_path="hand.onnx")
     keypoints = predictor.predict_image(rgb)  # (64, 3): x, y in the image's pixels, score
 
-The body graph runs on the letterboxed image (`signlang_jax.data.augment.letterbox_matrix`, as
-the JAX `Predictor`); the hand graph runs through the same `HandStage` as the JAX path, with the
+The body graph runs on the letterboxed image (the same square as `letterbox_matrix` and the JAX
+`Predictor`, cut by the video job's `RegionPredictor`); the hand graph runs through the same `HandStage` as the JAX path, with the
 crop rule stored in the hand file's metadata, so both paths cut identical crops from identical
 body points. Both files must be exported with `--with-keypoints` (decoding inside the graph).
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from signlang_jax.crop import HandCropRule, apply_affine, invert_affine
-from signlang_jax.data.augment import letterbox_matrix, warp_image
+from signlang_jax.crop import HandCropRule, Region
 from signlang_jax.hand_stage import DEFAULT_MIN_SCORE, HandStage
+from signlang_jax.video.models import RegionPredictor
+from signlang_jax.video.tracking import full_frame_region
 
 
 class OnnxModelError(ValueError):
@@ -75,6 +76,11 @@ class OnnxModel:
                                  f"{x.shape}: {e}") from None
 
 
+def _whole_frames(images: list[np.ndarray]) -> list[Region]:
+    """The letterbox square of each image (`letterbox_matrix`'s)."""
+    return [full_frame_region(im.shape[1], im.shape[0]) for im in images]
+
+
 def _input_fits(inputs: list, size: int) -> bool:
     """One input 'images' (N, 3, size, size); symbolic sizes (dynamic axes) are accepted."""
     if len(inputs) != 1 or inputs[0].name != "images" or len(inputs[0].shape) != 4:
@@ -113,23 +119,16 @@ class OnnxPredictor:
 
     def predict_body(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, 64, 3) body-model keypoints in each frame's own pixels."""
-        size = self.body.input_size
-        matrices = [letterbox_matrix(im.shape[1], im.shape[0], size) for im in images]
-        batch = np.stack([warp_image(im, m, size) for im, m in zip(images, matrices,
-                                                                   strict=True)])
-        keypoints = self.body.predict_batch(batch)
-        out = np.empty_like(keypoints)
-        for n, m in enumerate(matrices):
-            out[n, :, :2] = apply_affine(keypoints[n, :, :2], invert_affine(m))
-            out[n, :, 2] = keypoints[n, :, 2]
-        return out
+        return self._letterboxed(None).predict(images, _whole_frames(images))
 
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, 64, 3) keypoints in each frame's pixels: body model, then the hand stage."""
-        keypoints = self.predict_body(images)
-        if self.hand_stage is not None:
-            keypoints = self.hand_stage.refine(images, keypoints)
-        return keypoints
+        return self._letterboxed(self.hand_stage).predict(images, _whole_frames(images))
+
+    def _letterboxed(self, hand_stage: HandStage | None) -> RegionPredictor:
+        # The video job's region predictor on each image's letterbox square: one crop path.
+        return RegionPredictor(self.body.predict_batch, self.body.input_size, hand_stage,
+                               batch_size=16, description=f"onnx {self.body.path}")
 
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """(64, 3) keypoints in the pixels of one RGB uint8 image of any size."""
