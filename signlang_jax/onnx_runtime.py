@@ -4,9 +4,10 @@
     keypoints = predictor.predict_image(rgb)  # (64, 3): x, y in the image's pixels, score
 
 The body graph runs on the letterboxed image (the same square as `letterbox_matrix` and the JAX
-`Predictor`, cut by the video job's `RegionPredictor`); the hand graph runs through the same `HandStage` as the JAX path, with the
-crop rule stored in the hand file's metadata, so both paths cut identical crops from identical
-body points. Both files must be exported with `--with-keypoints` (decoding inside the graph).
+`Predictor`, cut by the video job's `RegionPredictor`); the hand graph runs through the same
+`HandStage` as the JAX path, with the crop rule stored in the hand file's metadata, so both paths
+cut identical crops from identical body points. Both files must be exported with
+`--with-keypoints` (decoding inside the graph).
 """
 
 from __future__ import annotations
