@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import ml_collections
 
 from signlang_jax.data.hand_crops import NUM_HAND_KEYPOINTS
+from signlang_jax.data.mixture import parse_sources
 from signlang_jax.data.pipeline import FORMATS
 from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
@@ -140,6 +141,31 @@ def _coordinator(value: object) -> str | None:
     return None if value == "" or re.fullmatch(r"\S+:\d+", value) else "must be HOST:PORT or empty"
 
 
+def _sources(value: object) -> str | None:
+    try:
+        parse_sources(value)
+    except ValueError as e:
+        return str(e).split(": ", 1)[-1]
+    return None
+
+
+def _split_source_metric(name: str) -> tuple[str, str]:
+    """('NAME', 'val/METRIC') of a per-source metric 'val/NAME/METRIC', else ('', name)."""
+    parts = name.split("/")
+    if len(parts) >= 3 and parts[0] == "val" and f"val/{'/'.join(parts[2:])}" in (
+            METRIC_NAMES + HAND_METRIC_NAMES):
+        return parts[1], f"val/{'/'.join(parts[2:])}"
+    return "", name
+
+
+def _best_metric(value: object) -> str | None:
+    names = tuple(dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES))
+    if isinstance(value, str) and _split_source_metric(value)[1] in names:
+        return None
+    return ("must be one of " + ", ".join(repr(n) for n in names)
+            + ", or 'val/SOURCE/...' with a data.sources name")
+
+
 POSITIVE_INT = _integer(1)
 NON_NEGATIVE_INT = _integer(0)
 
@@ -148,6 +174,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "seed": _integer(),
     "task": _one_of(tuple(TASK_KEYPOINTS)),
     "data.root": _string,
+    "data.sources": _sources,
     "data.format": _one_of(FORMATS),
     "data.images_dir": _string,
     "data.labels_dir": _string,
@@ -207,7 +234,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "train.eval_every_steps": POSITIVE_INT,
     "train.checkpoint_every_steps": POSITIVE_INT,
     "train.keep_checkpoints": POSITIVE_INT,
-    "train.best_metric": _one_of(tuple(dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES))),
+    "train.best_metric": _best_metric,
     "train.on_data_change": _one_of(DATA_CHANGE_POLICIES),
     "train.num_val_images": NON_NEGATIVE_INT,
     "hand_crop.margin": NON_NEGATIVE,
@@ -268,6 +295,10 @@ def _cross_checks(values: dict[str, object], device_count: int, process_count: i
         problems.append(f"{_flag('augment.scale_min', scale_min)}: must be <= "
                         f"augment.scale_max={scale_max!r}")
     problems += _task_checks(values)
+    if values.get("data.sources") and values.get("data.synthetic_num"):
+        problems.append(f"{_flag('data.synthetic_num', values['data.synthetic_num'])}: must be 0 "
+                        "with data.sources (render the synthetic data first, e.g. "
+                        "python -m signlang_jax.synth, and list its folder as a source)")
     size = values.get("data.image_size")
     if size is not None and size % BACKBONE_STRIDE:
         problems.append(f"{_flag('data.image_size', size)}: must be divisible by "
@@ -296,9 +327,14 @@ def _task_checks(values: dict[str, object]) -> list[str]:
         problems.append(f"{_flag('model.num_keypoints', count)}: must be "
                         f"{TASK_KEYPOINTS[task]} for task={task!r}")
     metric = values.get("train.best_metric")
-    if metric is not None and metric not in metric_names(task):
+    source, overall = _split_source_metric(metric) if metric is not None else ("", None)
+    if metric is not None and overall not in metric_names(task):
         problems.append(f"{_flag('train.best_metric', metric)}: must be one of "
                         f"{', '.join(metric_names(task))} for task={task!r}")
+    sources = [s.name for s in parse_sources(values.get("data.sources", ""))]
+    if source and source not in sources:
+        problems.append(f"{_flag('train.best_metric', metric)}: {source!r} is not a "
+                        "data.sources name (" + (", ".join(sources) or "no data.sources") + ")")
     low, high = values.get("hand_crop.scale_min"), values.get("hand_crop.scale_max")
     if low is not None and high is not None and low > high:
         problems.append(f"{_flag('hand_crop.scale_min', low)}: must be <= "

@@ -32,6 +32,7 @@ from signlang_jax.codec import per_keypoint_mse, render_heatmaps
 from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
 from signlang_jax.data.iterator import make_iterator
+from signlang_jax.data.mixture import parse_sources
 from signlang_jax.data.pipeline import (
     FORMATS,
     PackedSource,
@@ -238,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "data.num_workers; the architecture and data.image_size always come "
                         "from the checkpoint")
     parser.add_argument("--data-root", default=None,
-                        help="dataset folder (default: the one the model was trained on)")
+                        help="dataset folder (default: the one the model was trained on; "
+                        "required for a model trained on a mixture, data.sources)")
     parser.add_argument("--data-format", choices=FORMATS, default=None,
                         help="format of --data-root (default: the training config's data.format)")
     parser.add_argument("--images-dir", default=None, help="image folder under the root")
@@ -274,6 +276,11 @@ def evaluate(args: argparse.Namespace) -> int:
             if value is not None:
                 config.data[field] = value
         config.data.synthetic_num = 0
+        sources = parse_sources(config.data.get("sources") or "")
+        if sources and args.data_root is None:
+            raise ConfigError(f"{args.checkpoint} was trained on a mixture (data.sources): "
+                              "evaluate one source at a time with --data-root, one of "
+                              + ", ".join(s.root for s in sources))
         records = load_eval_records(config.data, args.split)
         if config.get("task", "wholebody") == "hand":
             raise ConfigError(f"--checkpoint {args.checkpoint} is a hand model: evaluate the "

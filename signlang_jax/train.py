@@ -177,7 +177,7 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> ml_collect
     """
     data = config.data
     if data.synthetic_num <= 0 or data.format != "folder":
-        if not data.root:
+        if not data.root and not data.get("sources"):
             raise TrainingError("no dataset: set --config.data.root=DIR, or render the built-in "
                                 "synthetic data with --config.data.synthetic_num=N")
         return config

@@ -13,12 +13,15 @@ val/loss, val/hand_pck@0.1 and val/hand_pck@0.2 with the hand's own box. Both ra
 invariant to the crop's scale, so they equal the same PCK in the original image; they use the
 labelled hand region (the two-stage figures with the body model's regions come from evaluate).
 
+Training on a mixture (config.data.sources) gives every metric per source too, named
+val/NAME/... (e.g. val/coco_wb/pck@0.1), next to the overall val/... over all sources' val
+samples together.
+
 With several processes each reads its shard and every process gets the same global metrics.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -85,64 +88,118 @@ def validate(eval_step: object, place: object, state: object, config: ml_collect
 
     `eval_step(state, device_batch) -> (keypoints (N, K, 3), per-sample loss (N,))`; `place`
     puts a host batch on the devices. Returns (metrics, images): up to `max_images` (image,
-    predicted keypoints) pairs for drawing.
+    predicted keypoints) pairs for drawing. For a `MixtureSource` (config.data.sources) every
+    metric also comes per source, as val/NAME/... (`source_metrics`).
     """
-    if config.get("task", "wholebody") == "hand":
-        return validate_hands(eval_step, place, state, config, samples, max_images)
-    num_keypoints = len(samples[0]["keypoints"])
-    zeros = np.zeros(num_keypoints, np.int64)
-    counts = {t: (zeros, zeros) for t in PCK_THRESHOLDS}
-    hand_counts = {h: (zeros[:len(GROUPS[h])], zeros[:len(GROUPS[h])]) for h in HANDS}
-    scored = _Scored()
-    for predicted, batch in _scored_batches(eval_step, place, state, config, samples,
-                                            max_images, lambda points: points, scored):
-        mask = batch["mask"]
+    hands = config.get("task", "wholebody") == "hand"
+    tally = _HandTally if hands else _BodyTally
+    groups = _source_groups(samples)
+    tallies = {name: tally(len(samples[0]["keypoints"])) for name in groups}
+    images: list = []
+    draw = embed_hand if hands else (lambda points: points)
+    for predicted, per_sample, batch in _scored_batches(eval_step, place, state, config, samples,
+                                                        max_images, draw, images):
+        sources = samples.source_ids(batch["index"]) if len(groups) > 1 else None
+        for name, k in groups.items():
+            mask = batch["mask"] if k is None else batch["mask"] & (sources == k)
+            tallies[name].add(predicted, per_sample, batch, mask)
+    metrics = {}
+    for name, counts in tallies.items():
+        metrics.update(counts.metrics("val/" if name == "" else f"val/{name}/"))
+    return metrics, images
+
+
+def _source_groups(samples: Sequence) -> dict[str, int | None]:
+    """{'' (all samples): None, and per source of a mixture its name: its id}."""
+    names = getattr(samples, "names", None)
+    return {"": None, **({n: k for k, n in enumerate(names)} if names else {})}
+
+
+def source_metrics(metrics: dict[str, float], name: str) -> dict[str, float]:
+    """The per-source metrics of source `name`, under their overall names (val/pck@0.1, ...)."""
+    prefix = f"val/{name}/"
+    return {"val/" + k.removeprefix(prefix): v for k, v in metrics.items()
+            if k.startswith(prefix)}
+
+
+class _BodyTally:
+    """Per-point PCK counts (whole-body box, hands' own boxes) and loss over masked samples."""
+
+    def __init__(self, num_keypoints: int) -> None:
+        zeros = np.zeros(num_keypoints, np.int64)
+        self.counts = {t: (zeros, zeros) for t in PCK_THRESHOLDS}
+        self.hands = {h: (zeros[:len(GROUPS[h])], zeros[:len(GROUPS[h])]) for h in HANDS}
+        self.loss_sum, self.count = 0.0, 0
+
+    def add(self, predicted: np.ndarray, per_sample: np.ndarray, batch: dict,
+            mask: np.ndarray) -> None:
+        """Count one batch's samples where `mask`."""
+        self.loss_sum += float(per_sample[mask].sum())
+        self.count += int(mask.sum())
         for t in PCK_THRESHOLDS:
             correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t, mask)
-            counts[t] = (counts[t][0] + correct, counts[t][1] + total)
+            self.counts[t] = (self.counts[t][0] + correct, self.counts[t][1] + total)
         for hand in HANDS:
             correct, total = part_pck_counts(predicted, batch["keypoints"], GROUPS[hand],
                                              HAND_PCK_THRESHOLD, mask)
-            hand_counts[hand] = (hand_counts[hand][0] + correct, hand_counts[hand][1] + total)
-    metrics = {"val/loss": scored.loss_sum / max(scored.count, 1)}
-    for t in PCK_THRESHOLDS:
-        summary = pck_summary(*counts[t])
-        for group in ("all", *GROUPS):
-            metrics[f"val/pck@{t}" if group == "all" else f"val/pck@{t}/{group}"] = summary[group]
-    metrics.update(hand_pck(hand_counts))
-    return metrics, scored.images
+            self.hands[hand] = (self.hands[hand][0] + correct, self.hands[hand][1] + total)
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """The metrics, named `prefix` + loss, pck@T, pck@T/GROUP, hand_pck@0.2[/HAND]."""
+        metrics = {"val/loss": self.loss_sum / max(self.count, 1)}
+        for t in PCK_THRESHOLDS:
+            summary = pck_summary(*self.counts[t])
+            for group in ("all", *GROUPS):
+                metrics[f"val/pck@{t}" + ("" if group == "all" else f"/{group}")] = summary[group]
+        metrics.update(hand_pck(self.hands))
+        return {prefix + k.removeprefix("val/"): v for k, v in metrics.items()}
 
 
-@dataclasses.dataclass
-class _Scored:
-    """What `_scored_batches` sums up: the val loss over unmasked samples, images to draw."""
+class _HandTally:
+    """The hand model's counts: own-box PCK@0.1 and @0.2 and loss over masked crops."""
 
-    loss_sum: float = 0.0
-    count: int = 0
-    images: list = dataclasses.field(default_factory=list)
+    thresholds = (0.1, HAND_PCK_THRESHOLD)
+
+    def __init__(self, num_keypoints: int) -> None:
+        self.counts = {t: (0, 0) for t in self.thresholds}
+        self.loss_sum, self.count = 0.0, 0
+
+    def add(self, predicted: np.ndarray, per_sample: np.ndarray, batch: dict,
+            mask: np.ndarray) -> None:
+        """Count one batch's crops where `mask`."""
+        self.loss_sum += float(per_sample[mask].sum())
+        self.count += int(mask.sum())
+        for t in self.thresholds:
+            correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t, mask)
+            self.counts[t] = (self.counts[t][0] + correct, self.counts[t][1] + total)
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """The metrics, named `prefix` + loss, hand_pck@0.1, hand_pck@0.2."""
+        metrics = {prefix + "loss": self.loss_sum / max(self.count, 1)}
+        for t in self.thresholds:
+            metrics[f"{prefix}hand_pck@{t}"] = mean_pck(*self.counts[t])
+        return metrics
 
 
 def _scored_batches(eval_step: object, place: object, state: object,
                     config: ml_collections.ConfigDict, samples: Sequence, max_images: int,
-                    draw: Callable[[np.ndarray], np.ndarray], scored: _Scored
-                    ) -> Iterator[tuple[np.ndarray, dict]]:
-    """(predicted keypoints, global labels) per val batch; loss and images go into `scored`.
+                    draw: Callable[[np.ndarray], np.ndarray], images: list
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    """(predicted keypoints, per-sample loss, global labels) per val batch.
 
-    `draw(points)` turns one sample's prediction into the (64, 3) points drawn for it.
+    Up to `max_images` (image, drawn points) pairs go into `images`; `draw(points)` turns one
+    sample's prediction into the (64, 3) points drawn for it.
     """
     for local in val_batches(config, samples):
         predicted, per_sample = eval_step(state, place(local))
         predicted, per_sample = np.asarray(predicted), np.asarray(per_sample)
         # The step's outputs are global (replicated); so must the labels they are scored on be.
-        wanted = len(scored.images) < max_images
-        keys = ("keypoints", "bbox", "mask") + (("image",) if wanted else ())
+        wanted = len(images) < max_images
+        keys = ("keypoints", "bbox", "mask", "index") + (("image",) if wanted else ())
         batch = gather_hosts({k: local[k] for k in keys})
-        mask = batch["mask"]
-        scored.loss_sum += float(per_sample[mask].sum())
-        scored.count += int(mask.sum())
-        for i in np.flatnonzero(mask)[: max(0, max_images - len(scored.images))]:
-            scored.images.append((batch["image"][i], draw(predicted[i])))
-        yield predicted, batch
+        for i in np.flatnonzero(batch["mask"])[: max(0, max_images - len(images))]:
+            images.append((batch["image"][i], draw(predicted[i])))
+        yield predicted, per_sample, batch
 
 
 def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -162,22 +219,3 @@ def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str,
     both = np.concatenate(list(per_point.values()))
     out[name] = float(np.nanmean(both)) if np.isfinite(both).any() else math.nan
     return out
-
-
-def validate_hands(eval_step: object, place: object, state: object,
-                   config: ml_collections.ConfigDict, samples: Sequence,
-                   max_images: int = 0) -> tuple[dict, list]:
-    """The hand model's val loss and own-box PCK@0.1/0.2 over the split's hand crops."""
-    thresholds = (0.1, HAND_PCK_THRESHOLD)
-    counts = {t: (0, 0) for t in thresholds}
-    scored = _Scored()
-    for predicted, batch in _scored_batches(eval_step, place, state, config, samples,
-                                            max_images, embed_hand, scored):
-        for t in thresholds:
-            correct, total = pck_counts(predicted, batch["keypoints"], batch["bbox"], t,
-                                        batch["mask"])
-            counts[t] = (counts[t][0] + correct, counts[t][1] + total)
-    metrics = {"val/loss": scored.loss_sum / max(scored.count, 1)}
-    for t in thresholds:
-        metrics[f"val/hand_pck@{t}"] = mean_pck(*counts[t])
-    return metrics, scored.images

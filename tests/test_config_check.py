@@ -172,7 +172,32 @@ def test_best_metric_must_be_a_validation_metric():
     names = dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES)
     choices = ", ".join(repr(name) for name in names)
     assert problems(config_with(train__best_metric="val/pck@0.2")) == (
-        HEADER_1 + f"--config.train.best_metric='val/pck@0.2': must be one of {choices}")
+        HEADER_1 + f"--config.train.best_metric='val/pck@0.2': must be one of {choices}, or "
+        "'val/SOURCE/...' with a data.sources name")
+
+
+def test_sources_are_checked_with_the_field_named():
+    validate_config(config_with(data__sources="a:0.5,b/c:0.5"), 1)
+    validate_config(config_with(data__sources=["synth=a:2", ("b", 1)]), 1)
+    assert problems(config_with(data__sources="a:0,b:1")) == (
+        HEADER_1 + "--config.data.sources='a:0,b:1': 'a:0' has weight '0'; weights must be "
+        "positive numbers")
+    assert problems(config_with(data__sources="x/a:1,y/a:1")) == (
+        HEADER_1 + "--config.data.sources='x/a:1,y/a:1': two sources are named a; name them "
+        "with NAME=ROOT:WEIGHT")
+    assert problems(config_with(data__sources="a:1", data__synthetic_num=5)) == (
+        HEADER_1 + "--config.data.synthetic_num=5: must be 0 with data.sources (render the "
+        "synthetic data first, e.g. python -m signlang_jax.synth, and list its folder as a "
+        "source)")
+
+
+def test_best_metric_may_name_a_source():
+    validate_config(config_with(data__sources="synth=a:1,coco=b:1",
+                                train__best_metric="val/coco/hand_pck@0.2"), 1)
+    assert problems(config_with(data__sources="synth=a:1",
+                                train__best_metric="val/coco/pck@0.1")) == (
+        HEADER_1 + "--config.train.best_metric='val/coco/pck@0.1': 'coco' is not a "
+        "data.sources name (synth)")
 
 
 def test_batch_must_split_over_devices_and_processes():

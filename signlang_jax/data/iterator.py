@@ -1,11 +1,11 @@
 """The training iterator: batches of `make_dataset` with a checkpointable, self-checking state.
 
 orbax's grain handler saves `BatchIterator.get_state()` with every checkpoint. The state says
-where in the stream training was AND what stream it was: a digest of the split's records, the
-global batch size and the worker count (grain's order depends on all three). On restore
-`set_state()` compares them, so a resume on changed data, another batch size or worker count
-is refused with what changed named, or, with `train.on_data_change="restart_epoch"`, starts a
-new data order while step and model continue.
+where in the stream training was AND what stream it was: a digest of the split's records (for
+a mixture, of every source's, with its weight), the global batch size and the worker count
+(grain's order depends on all of them). On restore `set_state()` compares them, so a resume on
+changed data, another batch size or worker count is refused with what changed named, or, with
+`train.on_data_change="restart_epoch"`, starts a new data order while step and model continue.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from signlang_jax.data.mixture import MixtureSource
 from signlang_jax.data.pipeline import make_dataset
 
 
@@ -39,7 +40,8 @@ class BatchIterator:
     """
 
     def __init__(self, dataset: grain.IterDataset, num_workers: int, data_digest: str = "",
-                 batch_size: int = 0, on_data_change: str = "refuse") -> None:
+                 batch_size: int = 0, on_data_change: str = "refuse",
+                 sources: dict[str, dict] | None = None) -> None:
         if on_data_change not in ON_DATA_CHANGE:
             raise ValueError(f"train.on_data_change={on_data_change!r}: expected one of "
                              f"{ON_DATA_CHANGE}")
@@ -48,6 +50,7 @@ class BatchIterator:
         self.data_digest = data_digest
         self.batch_size = batch_size
         self.on_data_change = on_data_change
+        self.sources = sources  # mixtures: per source name, its digest and weight
         self.restarted = ""  # why a saved position was not used ("" = it was)
 
     def __iter__(self) -> BatchIterator:
@@ -62,6 +65,8 @@ class BatchIterator:
         """The position in the stream and what it is a position in, as JSON bytes."""
         state = {"num_workers": self.num_workers, "batch_size": self.batch_size,
                  "data_digest": self.data_digest, "grain": self._iterator.get_state()}
+        if self.sources is not None:
+            state["sources"] = self.sources
         return json.dumps(state).encode()
 
     def set_state(self, state: bytes | str | dict) -> None:
@@ -90,6 +95,8 @@ class BatchIterator:
         # States saved before these fields existed carry neither: nothing to compare.
         if saved.get("batch_size", self.batch_size) != self.batch_size:
             changes.append(f"train.batch_size was {saved['batch_size']}, now {self.batch_size}")
+        if "sources" in saved or self.sources is not None:
+            return changes + _source_changes(saved.get("sources"), self.sources)
         if saved.get("data_digest", self.data_digest) != self.data_digest:
             changes.append(f"the training split changed (records digest {saved['data_digest']}, "
                            f"now {self.data_digest}: images or labels added, removed or edited)")
@@ -122,6 +129,26 @@ class BatchIterator:
         self.close()
 
 
+def _source_changes(saved: dict | None, now: dict | None) -> list[str]:
+    """What differs between two mixtures' per-source digests and weights, one line each."""
+    if saved is None or now is None:
+        was = "a mixture (data.sources)" if saved is not None else "a single dataset (data.root)"
+        return [f"the training data was {was}, now "
+                + ("a mixture (data.sources)" if now is not None else "a single dataset")]
+    changes = []
+    for name in sorted(saved.keys() | now.keys()):
+        before, after = saved.get(name), now.get(name)
+        if before is None or after is None:
+            changes.append(f"data.sources: {name!r} was {'added' if before is None else 'removed'}")
+        elif before["digest"] != after["digest"]:
+            changes.append(f"data.sources: the training split of {name!r} changed (records "
+                           f"digest {before['digest']}, now {after['digest']})")
+        elif before["weight"] != after["weight"]:
+            changes.append(f"data.sources: the weight share of {name!r} was "
+                           f"{before['weight']:.4g}, now {after['weight']:.4g}")
+    return changes
+
+
 def make_iterator(config: ml_collections.ConfigDict, split: str, **kwargs: object
                   ) -> BatchIterator:
     """`make_dataset(config, split, **kwargs)` as a checkpointable `BatchIterator`."""
@@ -129,6 +156,7 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, **kwargs: objec
     num_workers = config.data.num_workers if num_workers is None else num_workers
     source = kwargs.get("source")
     digest = source.digest if source is not None else ""
+    sources = source.state_fields() if isinstance(source, MixtureSource) else None
     return BatchIterator(make_dataset(config, split, **kwargs), int(num_workers), digest,
                          int(kwargs.get("batch_size") or config.train.batch_size),
-                         config.train.get("on_data_change", "refuse"))
+                         config.train.get("on_data_change", "refuse"), sources)

@@ -2,6 +2,8 @@
 
     source (validated split: folder files or a pack, config.data.format) -> [process shard]
       -> per-epoch shuffle -> repeat
+         (several sources, config.data.sources: each sharded, shuffled and repeated, then
+          interleaved by weight; `signlang_jax.data.mixture`)
       -> decode + affine (scale, rotation, shift, flip) + photometric jitter -> batch
       -> worker processes with prefetch
 
@@ -29,6 +31,7 @@ resume with another count is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -62,6 +65,7 @@ from signlang_jax.data.hand_crops import (
     hand_jitter,
     training_weights,
 )
+from signlang_jax.data.mixture import MixtureSource, mixed_train_dataset, parse_sources
 from signlang_jax.data.report import format_report
 
 FORMATS: tuple[str, ...] = ("folder", "array_record")  # config.data.format
@@ -307,10 +311,29 @@ def load_records(data: ml_collections.ConfigDict, split: str) -> SampleSource | 
 
 
 def task_records(config: ml_collections.ConfigDict, split: str
-                 ) -> SampleSource | PackedSource | HandSource:
-    """The records `config.task` trains on: the split's samples, or two hand records each."""
-    records = load_records(config.data, split)
-    return HandSource(records) if config.get("task", "wholebody") == "hand" else records
+                 ) -> SampleSource | PackedSource | HandSource | MixtureSource:
+    """The records `config.task` trains on: the split's samples, or two hand records each.
+
+    With `config.data.sources` (`signlang_jax.data.mixture`), a `MixtureSource` over every
+    source's split, each read and validated as `data.root` would be.
+    """
+    hands = config.get("task", "wholebody") == "hand"
+    specs = parse_sources(config.data.get("sources") or "")
+    if not specs:
+        records = load_records(config.data, split)
+        return HandSource(records) if hands else records
+    parts = []
+    for spec in specs:
+        data = config.data.copy_and_resolve_references()
+        with data.unlocked():
+            data.root = spec.root
+        try:
+            records = load_records(data, split)
+        except DatasetError as e:  # its files are relative to the source: say which source
+            raise DatasetError([p if Path(p.file).is_absolute() else dataclasses.replace(
+                p, file=str(Path(spec.root) / p.file)) for p in e.problems]) from None
+        parts.append(HandSource(records) if hands else records)
+    return MixtureSource(parts, specs)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str, *,
@@ -318,11 +341,13 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
                  shard_index: int | None = None, shard_count: int | None = None,
                  num_workers: int | None = None, num_epochs: int | None = None,
                  samples: Sequence[Sample] | None = None,
-                 source: SampleSource | PackedSource | None = None) -> grain.IterDataset:
+                 source: SampleSource | PackedSource | HandSource | MixtureSource | None = None
+                 ) -> grain.IterDataset:
     """The batched grain dataset of `split` for this process.
 
     Train: shuffled every epoch, augmented, repeated `num_epochs` times (None = forever), last
-    partial batch dropped. Val: fixed order, no random augmentation, one pass, last batch
+    partial batch dropped; a `MixtureSource` is drawn from by its weights
+    (`mixture.mixed_train_dataset`). Val: fixed order, no random augmentation, one pass, last batch
     padded (see `mask`). `batch_size` is the GLOBAL batch (default config.train.batch_size);
     each of the `shard_count` processes (default: JAX processes) gets a disjoint shard and
     batch_size / shard_count samples per batch. The records are `source`, else the folder
@@ -344,7 +369,8 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
     num_workers = config.data.num_workers if num_workers is None else num_workers
     if source is None:
         source = load_records(config.data, split) if samples is None else SampleSource(samples)
-    if config.get("task", "wholebody") == "hand" and not isinstance(source, HandSource):
+    if config.get("task", "wholebody") == "hand" and not isinstance(source, HandSource
+                                                                     | MixtureSource):
         source = HandSource(source)
     load = sample_loader(config)
 
@@ -358,7 +384,10 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, *,
         if len(ds) < local_batch:
             raise ValueError(f"the train split has {len(ds)} samples for this process, fewer "
                              f"than one batch of {local_batch}")
-        ds = ds.shuffle(seed=seed).repeat(num_epochs)
+        if isinstance(source, MixtureSource):
+            ds = mixed_train_dataset(source, seed, shard_index, shard_count, num_epochs)
+        else:
+            ds = ds.shuffle(seed=seed).repeat(num_epochs)
         ds = ds.random_map(functools.partial(_train_map, load=load), seed=seed)
         it_ds = ds.to_iter_dataset(read_options).batch(local_batch, drop_remainder=True)
     else:

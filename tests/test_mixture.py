@@ -1,0 +1,228 @@
+"""Training on mixtures (signlang_jax/data/mixture.py): parsing, weighted sampling, resume,
+the iterator state's per-source check and per-source validation metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signlang_jax.data.iterator import DataChangedError, make_iterator
+from signlang_jax.data.mixture import (
+    MixtureSource,
+    SourceSpec,
+    mixed_train_dataset,
+    parse_sources,
+)
+from signlang_jax.data.pipeline import make_dataset, task_records
+from signlang_jax.validation import METRIC_NAMES, source_metrics, validate
+from tests.conftest import ROOT, write_dataset
+
+
+class _Records:
+    """A fake record source: `n` records whose `tag` says where they came from."""
+
+    def __init__(self, tag: str, n: int) -> None:
+        self.tag, self.n, self.digest = tag, n, f"digest-{tag}-{n}"
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        return {"index": index, "tag": self.tag, "local": index}
+
+
+def test_parse_sources_forms():
+    assert parse_sources("") == [] and parse_sources(()) == []
+    assert parse_sources("runs/demo/data:0.5, coco_wb:0.25") == [
+        SourceSpec("data", "runs/demo/data", 0.5), SourceSpec("coco_wb", "coco_wb", 0.25)]
+    assert parse_sources(["synth=a/b:3", ("c/", 1), "plain"]) == [
+        SourceSpec("synth", "a/b", 3.0), SourceSpec("c", "c/", 1.0),
+        SourceSpec("plain", "plain", 1.0)]
+    for bad, message in (("a:-1", "weight '-1'"), ("a:inf", "weight 'inf'"),
+                         ("x/a,y/a", "two sources are named a"), (":2", "no dataset folder"),
+                         ("my set=a:1", "source name 'my set'"), (3, "must be 'ROOT:WEIGHT")):
+        with pytest.raises(ValueError, match=message):
+            parse_sources(bad)
+
+
+def test_mixture_indices_and_source_ids():
+    mixture = MixtureSource([_Records("a", 3), _Records("b", 5)],
+                            [SourceSpec("a", "a", 1), SourceSpec("b", "b", 3)])
+    assert len(mixture) == 8 and mixture.weights == (0.25, 0.75)
+    assert mixture.lengths() == {"a": 3, "b": 5}
+    assert [mixture[i]["tag"] for i in range(8)] == ["a"] * 3 + ["b"] * 5
+    assert [mixture[i]["index"] for i in range(8)] == list(range(8))
+    assert mixture[4]["local"] == 1 and mixture.part(1)[1]["index"] == 4
+    np.testing.assert_array_equal(mixture.source_ids(np.array([0, 2, 3, 7, -1])),
+                                  [0, 0, 1, 1, -1])
+    # The digest covers every source's digest and weight.
+    other = MixtureSource([_Records("a", 3), _Records("b", 5)],
+                          [SourceSpec("a", "a", 1), SourceSpec("b", "b", 2)])
+    assert other.digest != mixture.digest and len(mixture.digest) == 16
+
+
+def test_sampling_fractions_match_the_weights_over_10000_samples():
+    weights = {"synth": 0.5, "coco": 0.3, "videos": 0.2}
+    sizes = {"synth": 7, "coco": 50, "videos": 13}
+    mixture = MixtureSource([_Records(n, size) for n, size in sizes.items()],
+                            [SourceSpec(n, n, w) for n, w in weights.items()])
+    stream = mixed_train_dataset(mixture, seed=3)
+    tags = [stream[i]["tag"] for i in range(10_000)]
+    for name, weight in weights.items():
+        assert abs(tags.count(name) / 10_000 - weight) < 0.01, name
+    # Each source is reshuffled every epoch: its first 13 draws of 'videos' are a permutation.
+    videos = [stream[i]["local"] for i in range(10_000) if tags[i] == "videos"]
+    assert sorted(videos[:13]) == sorted(videos[13:26]) == list(range(13))
+    assert videos[:13] != videos[13:26]
+    # Deterministic per seed, different across seeds.
+    again = mixed_train_dataset(mixture, seed=3)
+    assert [again[i]["index"] for i in range(200)] == [stream[i]["index"] for i in range(200)]
+    other = mixed_train_dataset(mixture, seed=4)
+    assert [other[i]["index"] for i in range(200)] != [stream[i]["index"] for i in range(200)]
+    # Finite epochs: as many draws as all sources hold, times the epochs.
+    assert len(mixed_train_dataset(mixture, seed=3, num_epochs=2)) == 2 * 70
+
+
+def test_processes_draw_disjoint_shards_of_each_source():
+    mixture = MixtureSource([_Records("a", 6), _Records("b", 10)],
+                            [SourceSpec("a", "a", 1), SourceSpec("b", "b", 1)])
+    seen = [{mixed_train_dataset(mixture, 0, shard, 2)[i]["index"] for i in range(400)}
+            for shard in range(2)]
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(16))
+
+
+@pytest.fixture
+def mixture_config(tiny_config, tmp_path):
+    """Two folder datasets of different image sizes, weighted 3:1."""
+    write_dataset(tmp_path / "big", 24, seed=1, size=(64, 48))
+    write_dataset(tmp_path / "small", 16, seed=2, size=(30, 40))
+    tiny_config.data.val_fraction = 0.25
+    tiny_config.data.sources = f"{tmp_path / 'big'}:0.75,{tmp_path / 'small'}:0.25"
+    return tiny_config
+
+
+def _take(iterator, n):
+    return [next(iterator) for _ in range(n)]
+
+
+def test_training_batches_follow_the_weights_and_resume_mid_mixture(mixture_config):
+    records = task_records(mixture_config, "train")
+    assert isinstance(records, MixtureSource) and records.names == ("big", "small")
+    with make_iterator(mixture_config, "train", source=records) as it:
+        first = _take(it, 5)
+        state = it.get_state()
+        expected = _take(it, 6)
+    indices = np.concatenate([b["index"] for b in first + expected])
+    ids = records.source_ids(indices)
+    assert abs((ids == 0).mean() - 0.75) < 0.01  # 44 draws: exact up to rounding
+    assert {b["image"].shape for b in first} == {(4, 32, 32, 3)}  # both sizes letterboxed
+    saved = json.loads(state)
+    assert set(saved["sources"]) == {"big", "small"}
+    assert saved["sources"]["small"]["weight"] == 0.25
+    with make_iterator(mixture_config, "train", source=records) as resumed:
+        resumed.set_state(state)
+        for got, want in zip(_take(resumed, 6), expected, strict=True):
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_resume_names_the_source_that_changed(mixture_config, tmp_path):
+    records = task_records(mixture_config, "train")
+    with make_iterator(mixture_config, "train", source=records) as it:
+        next(it)
+        state = it.get_state()
+    reweighted = mixture_config.copy_and_resolve_references()
+    reweighted.data.sources = f"{tmp_path / 'big'}:0.5,{tmp_path / 'small'}:0.5"
+    other = task_records(reweighted, "train")
+    with (make_iterator(reweighted, "train", source=other) as it,
+          pytest.raises(DataChangedError, match="the weight share of 'big' was 0.75, now 0.5")):
+        it.set_state(state)
+    write_dataset(tmp_path / "small", 20, seed=3, size=(30, 40))  # edits and adds samples
+    edited = task_records(mixture_config, "train")
+    with (make_iterator(mixture_config, "train", source=edited) as it,
+          pytest.raises(DataChangedError, match="the training split of 'small' changed")):
+        it.set_state(state)
+    single = mixture_config.copy_and_resolve_references()
+    single.data.sources, single.data.root = "", str(tmp_path / "big")
+    with (make_iterator(single, "train", source=task_records(single, "train")) as it,
+          pytest.raises(DataChangedError, match="was a mixture .* now a single dataset")):
+        it.set_state(state)
+    restart = mixture_config.copy_and_resolve_references()
+    restart.train.on_data_change = "restart_epoch"
+    with make_iterator(restart, "train", source=edited) as it:
+        it.set_state(state)
+        assert "'small' changed" in it.restarted
+
+
+def test_a_broken_source_is_named(mixture_config, tmp_path):
+    (tmp_path / "small" / "labels" / "000002.json").write_text("{}")
+    with pytest.raises(Exception, match="small/labels/000002.json"):
+        task_records(mixture_config, "train")
+    mixture_config.data.sources = f"{tmp_path / 'big'}:1,{tmp_path / 'nowhere'}:1"
+    with pytest.raises(Exception, match="nowhere.* is not a directory"):
+        task_records(mixture_config, "val")
+
+
+def test_validation_reports_each_source_and_all(mixture_config):
+    val = task_records(mixture_config, "val")
+    counts = val.lengths()
+    assert all(counts.values())
+
+    def eval_step(state, batch):
+        # Perfect on 'big', 1000 px off on 'small'; the loss is the source id.
+        ids = val.source_ids(batch["index"])
+        predicted = batch["keypoints"].copy()
+        predicted[ids == 1, :, :2] += 1000.0
+        return predicted, np.where(ids == 1, 1.0, 0.0)
+
+    metrics, _ = validate(eval_step, lambda b: b, None, mixture_config, val)
+    assert metrics["val/big/pck@0.1"] == 1.0 and metrics["val/small/pck@0.1"] == 0.0
+    assert metrics["val/big/loss"] == 0.0 and metrics["val/small/loss"] == 1.0
+    assert metrics["val/loss"] == pytest.approx(counts["small"] / sum(counts.values()))
+    assert 0.0 < metrics["val/pck@0.1"] < 1.0
+    overall = {k for k in metrics if k.split("/")[1] not in ("big", "small")}
+    assert set(source_metrics(metrics, "big")) == overall == set(METRIC_NAMES)
+
+
+def test_single_dataset_is_unchanged(tiny_config):
+    write_dataset(Path(tiny_config.data.root), 12, size=(40, 30))
+    records = task_records(tiny_config, "train")
+    assert not isinstance(records, MixtureSource)
+    batch = next(iter(make_dataset(tiny_config, "train", source=records)))
+    assert batch["image"].shape == (4, 32, 32, 3)
+
+
+def test_train_and_evaluate_a_mixture_end_to_end(tmp_path):
+    """The CLI trains on two sources and logs val metrics per source; evaluate asks which."""
+    write_dataset(tmp_path / "big", 24, seed=1, size=(64, 48))
+    write_dataset(tmp_path / "small", 16, seed=2, size=(30, 40))
+    workdir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sources = f"{tmp_path / 'big'}:0.75,{tmp_path / 'small'}:0.25"
+    run = subprocess.run(
+        [sys.executable, "-m", "signlang_jax.main", "--config", "tests/tiny_config.py",
+         "--workdir", str(workdir), f"--config.data.sources={sources}",
+         "--config.train.num_steps=4", "--config.train.best_metric=val/small/pck@0.1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    val = [line for line in lines if "val/loss" in line][-1]
+    for name in ("big", "small"):
+        assert {f"val/{name}/pck@0.1", f"val/{name}/hand_pck@0.2", f"val/{name}/loss"} <= set(val)
+    assert val["step"] == 4
+    evaluate = [sys.executable, "-m", "signlang_jax.evaluate", "--checkpoint", str(workdir),
+                "--worst", "0", "--out", str(tmp_path / "eval")]
+    refused = subprocess.run(evaluate, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 1
+    assert "trained on a mixture (data.sources): evaluate one source at a time" in refused.stderr
+    done = subprocess.run([*evaluate, "--data-root", str(tmp_path / "small")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "eval" / "metrics.json").is_file()
