@@ -177,3 +177,26 @@ def test_unreadable_image_and_non_empty_out(tmp_path, capsys):
     assert convert.main([*args, "--add"]) == 1
     assert "scene.png: cannot read this image" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def _listed(path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_existing_split_files_get_the_new_samples(tmp_path, capsys):
+    write_fixture(tmp_path, "coco-wholebody")
+    out = tmp_path / "out"
+    args = ["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
+            "--out", str(out), "--min-box", "16", "--add"]
+    assert convert.main(args) == 0
+    assert not (out / "splits").exists()  # no split files: the hash split stays in charge
+    (out / "splits").mkdir()
+    (out / "splits" / "val.txt").write_text("# from another converter\nother_1")
+    assert convert.main(args) == 0
+    # scene_101 is hash-val (fraction 0.1); existing stems are never moved or listed twice
+    assert _listed(out / "splits" / "val.txt") == ["other_1", "scene_101"]
+    (out / "splits" / "val.txt").unlink()
+    (out / "splits" / "train.txt").write_text("other_2\nscene_100\n")
+    assert convert.main([*args, "--val-fraction", "0.7"]) == 0
+    assert _listed(out / "splits" / "train.txt") == ["other_2", "scene_100", "scene_102"]
+    assert not (out / "splits" / "val.txt").exists()  # val is everything else

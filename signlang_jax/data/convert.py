@@ -14,7 +14,13 @@ and labels/NAME.json (the standard layout the validator accepts). Points map to 
 outside the crop likewise; a hand the annotation marks invalid is visible 0. Each label keeps
 the person box (in crop pixels), the hand validity flags and where the sample came from.
 Prints what it kept and, per reason, what it dropped. Writes nothing outside --out and refuses a
-non-empty --out unless --add.
+non-empty --out unless --add. When --out has split files (splits/val.txt, splits/train.txt, e.g.
+from the `pose` converter), each new sample is appended to the one the hash rule
+(`is_val_stem`, --val-fraction) picks, so samples of different converters share one folder.
+
+    python -m signlang_jax.data.convert pose --pose POSES/ --video VIDEOS/ --out signers
+
+labels video frames from .pose files (MediaPipe Holistic or ours): see `convert_pose`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 
 from signlang_jax.crop import Region, apply_affine, crop_matrix
 from signlang_jax.data.augment import warp_image
+from signlang_jax.data.dataset import SPLITS, _read_split_file, is_val_stem
 from signlang_jax.keypoint_maps import COCO_WHOLEBODY, HALPE, KeypointMap
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
 from signlang_jax.synth.stills import write_atomic
@@ -174,44 +181,95 @@ def plan(ann_path: Path, images_dir: Path, layout: KeypointMap, options: Convert
     return jobs, dropped
 
 
+def write_crop(out: Path, name: str, image: np.ndarray, box: np.ndarray, points: np.ndarray,
+               hand_valid: dict[str, bool], source: dict, size: int, margin: float,
+               where: str) -> None:
+    """Cut the person around `box` out of a BGR image; write images/NAME.jpg, then its label."""
+    matrix = crop_matrix(person_region(box, margin), size)
+    crop = warp_image(image, matrix, size)
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ConvertError(f"{where}: JPEG encoding failed")
+    label = sample_label(name, points, hand_valid, box, matrix, size, source)
+    # Image first, label last, each atomically: a label always means a whole image.
+    write_atomic(out / "images" / f"{name}.jpg", jpeg.tobytes())
+    write_atomic(out / "labels" / f"{name}.json", json.dumps(label).encode())
+
+
 def write_person(job: PersonJob, out: Path, options: ConvertOptions) -> None:
     """Cut, resize and write one person (image first, label last: a label means a whole image)."""
     image = cv2.imread(str(job.image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise ConvertError(f"{job.image_path}: cannot read this image (annotation "
                            f"{job.source['annotation']} of {job.source['annotations']})")
-    matrix = crop_matrix(person_region(job.box, options.margin), options.size)
-    crop = warp_image(image, matrix, options.size)
-    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ConvertError(f"{job.image_path}: JPEG encoding failed")
-    label = sample_label(job.name, job.points, job.hand_valid, job.box, matrix, options.size,
-                         job.source)
-    write_atomic(out / "images" / f"{job.name}.jpg", jpeg.tobytes())
-    write_atomic(out / "labels" / f"{job.name}.json", json.dumps(label).encode())
+    write_crop(out, job.name, image, job.box, job.points, job.hand_valid, job.source,
+               options.size, options.margin, str(job.image_path))
+
+
+def split_files(out: Path) -> dict[str, Path]:
+    """The split files that exist in dataset folder `out`, by split name."""
+    return {s: out / "splits" / f"{s}.txt" for s in SPLITS
+            if (out / "splits" / f"{s}.txt").is_file()}
+
+
+def extend_splits(out: Path, new: dict[str, list[str]]) -> None:
+    """Append new stems to the split files that exist; stems listed anywhere already stay put.
+
+    A split without a file is "everything else", so a stem bound for it needs no line.
+    """
+    files = split_files(out)
+    listed = {s for p in files.values() for s in _read_split_file(p, out)[0]}
+    for split, path in files.items():
+        stems = [s for s in dict.fromkeys(new.get(split, ())) if s not in listed]
+        if stems:
+            text = path.read_text()
+            text += ("" if not text or text.endswith("\n") else "\n") + "\n".join(stems) + "\n"
+            write_atomic(path, text.encode())
+
+
+def start_val_split(out: Path, val_fraction: float, header: str) -> None:
+    """Without split files, write splits/val.txt: the existing hash-val samples keep their split."""
+    if split_files(out):
+        return
+    existing = sorted(p.stem for p in (out / "labels").glob("*.json"))
+    text = header + "".join(f"{s}\n" for s in existing if is_val_stem(s, val_fraction))
+    (out / "splits").mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "splits" / "val.txt", text.encode())
+
+
+def hash_splits(stems: list[str], val_fraction: float) -> dict[str, list[str]]:
+    """{'train': [...], 'val': [...]} of `stems` by the hash rule (`is_val_stem`)."""
+    val = [s for s in stems if is_val_stem(s, val_fraction)]
+    return {"val": val, "train": [s for s in stems if not is_val_stem(s, val_fraction)]}
+
+
+def check_out(out: Path, add: bool) -> None:
+    """ConvertError unless `out` is new, empty, or `add` allows adding to it."""
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not add:
+        raise ConvertError(f"--out {out} is not empty; pass --add to add to it")
 
 
 def convert(layout: KeypointMap, ann: Path, images: Path, out: Path, options: ConvertOptions,
-            add: bool = False) -> tuple[int, collections.Counter]:
+            add: bool = False, val_fraction: float = 0.1) -> tuple[int, collections.Counter]:
     """Convert every person of `ann`; (samples written, dropped per reason)."""
-    if out.exists() and any(out.iterdir()) and not add:
-        raise ConvertError(f"--out {out} is not empty; pass --add to add to it")
+    check_out(out, add)
     jobs, dropped = plan(ann, images, layout, options)  # every check before any write
     for sub in ("images", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for job in jobs:
-        write_person(job, out, options)
+    written = []
+    try:
+        for job in jobs:
+            write_person(job, out, options)
+            written.append(job.name)
+    finally:  # also after a failure: what was written joins its split
+        extend_splits(out, hash_splits(written, val_fraction))
     return len(jobs), dropped
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface."""
-    parser = argparse.ArgumentParser(prog="python -m signlang_jax.data.convert",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("format", choices=("coco-wholebody", "halpe"),
-                        help="annotation format (COCO-WholeBody v1.0 or Halpe-FullBody JSON)")
-    parser.add_argument("--ann", required=True, help="the annotation JSON file")
-    parser.add_argument("--images", required=True, help="folder of the images it names")
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--out, crop geometry, --add and --val-fraction: the same for every format."""
     parser.add_argument("--out", required=True, help="dataset folder to write")
     d = ConvertOptions()
     parser.add_argument("--size", type=int, default=d.size, help="crop side in pixels "
@@ -219,12 +277,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--margin", type=float, default=d.margin,
                         help="margin on each side, x the person box's larger side "
                         "(default %(default)s)")
-    parser.add_argument("--min-box", type=float, default=d.min_box,
-                        help="drop persons whose box is smaller (pixels, default %(default)s)")
-    parser.add_argument("--min-hand-points", type=int, default=d.min_hand_points,
-                        help="drop persons with fewer labelled hand points (default "
-                        "%(default)s)")
     parser.add_argument("--add", action="store_true", help="add to a non-empty --out")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="hash split share of val, as training's data.val_fraction; used "
+                        "where split files are written (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface: one sub-command per format."""
+    parser = argparse.ArgumentParser(prog="python -m signlang_jax.data.convert",
+                                     description=__doc__.split("\n\n")[0])
+    formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    for name, what in (("coco-wholebody", "COCO-WholeBody v1.0"), ("halpe", "Halpe-FullBody")):
+        sub = formats.add_parser(name, help=f"{what} annotation JSON and its images",
+                                 description=f"{what} annotation JSON -> our dataset layout")
+        sub.add_argument("--ann", required=True, help="the annotation JSON file")
+        sub.add_argument("--images", required=True, help="folder of the images it names")
+        add_common_arguments(sub)
+        d = ConvertOptions()
+        sub.add_argument("--min-box", type=float, default=d.min_box,
+                         help="drop persons whose box is smaller (pixels, default %(default)s)")
+        sub.add_argument("--min-hand-points", type=int, default=d.min_hand_points,
+                         help="drop persons with fewer labelled hand points (default "
+                         "%(default)s)")
+    # Imported here: convert_pose imports this module (and pose-format only when it runs).
+    from signlang_jax.data import convert_pose
+
+    convert_pose.add_arguments(formats.add_parser(
+        "pose", help="video frames labelled from .pose files (MediaPipe Holistic or ours)",
+        description=convert_pose.__doc__.split("\n\n")[0]))
     return parser
 
 
@@ -232,13 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run one conversion; 0 on success, 1 on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.size < 16 or args.margin < 0 or args.min_box < 0 or args.min_hand_points < 0:
-        parser.error("--size must be >= 16 and --margin, --min-box, --min-hand-points >= 0")
+    if args.size < 16 or args.margin < 0 or not 0 <= args.val_fraction < 1:
+        parser.error("--size must be >= 16, --margin >= 0 and --val-fraction in [0, 1)")
+    if args.format == "pose":
+        from signlang_jax.data import convert_pose
+
+        return convert_pose.run(args, parser)
+    if args.min_box < 0 or args.min_hand_points < 0:
+        parser.error("--min-box and --min-hand-points must be >= 0")
     layout = COCO_WHOLEBODY if args.format == "coco-wholebody" else HALPE
     options = ConvertOptions(args.size, args.margin, args.min_box, args.min_hand_points)
     try:
         kept, dropped = convert(layout, Path(args.ann), Path(args.images), Path(args.out),
-                                options, args.add)
+                                options, args.add, args.val_fraction)
     except ConvertError as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1
