@@ -226,3 +226,25 @@ def test_train_and_evaluate_a_mixture_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_hand_task_mixes_hand_records_of_each_source(mixture_config):
+    from tests import tiny_hand_config
+
+    config = tiny_hand_config.get_config()
+    config.data.sources = mixture_config.data.sources
+    config.data.val_fraction = 0.25
+    records = task_records(config, "train")
+    assert records.lengths() == {n: 2 * len(task_records(mixture_config, "train").part(k))
+                                 for k, n in enumerate(records.names)}  # two hands each
+    batch = next(iter(make_dataset(config, "train", source=records)))
+    assert batch["image"].shape == (4, 32, 32, 3) and batch["keypoints"].shape == (4, 21, 3)
+    val = task_records(config, "val")
+
+    def eval_step(state, batch):
+        return batch["keypoints"], np.zeros(len(batch["mask"]))
+
+    metrics, _ = validate(eval_step, lambda b: b, None, config, val)
+    assert metrics["val/big/hand_pck@0.2"] == metrics["val/small/hand_pck@0.1"] == 1.0
+    assert set(source_metrics(metrics, "small")) == {"val/loss", "val/hand_pck@0.1",
+                                                     "val/hand_pck@0.2"}
