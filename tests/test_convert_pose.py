@@ -227,7 +227,7 @@ def test_holistic_pose_every_k_duplicates_visibility_and_crops(rec, tmp_path, ca
     assert run(rec, out, "--every", "2") == 0
     printed = capsys.readouterr().out
     assert "kept 3 frames of 1 videos" in printed, printed
-    assert "dropped 2: near-duplicate (change under 2)" in printed
+    assert "dropped 2: near-duplicate (change under 1)" in printed
     assert "dropped 1: under 5 confident body points" in printed
     labels = _labels(out)
     assert sorted(labels) == ["rec1_f000000", "rec1_f000004", "rec1_f000008"]
@@ -274,8 +274,40 @@ def test_our_pose_every_frame_and_min_change(rec, tmp_path, capsys):
                pose="poses/rec2.pose", video="videos/rec2.mp4") == 0
     labels = _labels(out2)
     assert len(labels) == 6
+    out3 = tmp_path / "out3"  # nothing changes by 255 levels: only the first frame stays
+    assert run(rec, out3, "--every", "1", "--min-change", "255", pose="poses/rec2.pose",
+               video="videos/rec2.mp4") == 0
+    assert list(_labels(out3)) == ["rec2_f000000"]
     assert labels["rec2_f000000"]["keypoints"][thumb_tip]["visible"] == 0
     assert not scan_dataset(out2).problems
+
+
+def test_reduced_holistic_takes_the_pose_points_by_name(rec, tmp_path):
+    from pose_format.utils.generic import reduce_holistic
+
+    # pose-format's reduce_holistic keeps 8 pose points (shoulders, elbows, wrists, hips).
+    pose = pose_format.Pose.read((rec["root"] / "poses" / "rec1.pose").read_bytes())
+    reduced = reduce_holistic(pose)
+    assert len(reduced.header.components[0].points) == 8
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "rec1.pose", "wb") as f:
+        reduced.write(f)
+    out = tmp_path / "out"
+    assert run(rec, out, "--every", "4", pose=str(tmp_path / "in" / "rec1.pose")) == 0
+    labels = _labels(out)
+    assert sorted(labels) == ["rec1_f000000", "rec1_f000004", "rec1_f000008"]
+    kept = [BODY_NAMES.index(n) for n in ("left_shoulder", "right_shoulder", "left_elbow",
+                                          "right_elbow", "left_wrist", "right_wrist",
+                                          "left_hip", "right_hip")]
+    for name, label in labels.items():
+        t = int(name[-6:])
+        kp = rec["points"]["rec1"][t].copy()
+        conf = holistic_confidence(kp, t)
+        missing = [i for i in range(17) if i not in kept] + list(range(59, 64))
+        conf[missing], kp[missing, :2] = 0, 0  # not in the file: missing, at (0, 0)
+        crop = cv2.imread(str(out / "images" / label["image"]))
+        _check_sample(label, crop, rec["frames"]["rec1"], t, kp, conf)
+    assert not scan_dataset(out).problems
 
 
 def test_splits_keep_each_video_in_one_split(rec, tmp_path, capsys):
@@ -347,6 +379,11 @@ def test_bad_inputs_name_the_file_and_field_and_write_nothing(rec, tmp_path, cap
                          holistic_components(skip="RIGHT_HAND_LANDMARKS"))
     _refused(pose, video, tmp_path, capsys, "no_right.pose",
              "component 'RIGHT_HAND_LANDMARKS' is missing")
+    bad_names = holistic_components()
+    bad_names[0].points = ["LEFT_HAND", *bad_names[0].points[1:]]
+    pose, video = _pairs(rec, tmp_path, "names", components=bad_names)
+    _refused(pose, video, tmp_path, capsys, "names.pose",
+             "component 'POSE_LANDMARKS' point 0 'LEFT_HAND' is not one of MediaPipe's 33")
     keep = [i for i in range(d.shape[2]) if i != 520]
     pose, video = _pairs(rec, tmp_path, "count", d[:, :, keep], c[:, :, keep],
                          holistic_components(counts={"LEFT_HAND_LANDMARKS": 20}))
@@ -396,10 +433,10 @@ def test_bad_videos_and_pairing(rec, tmp_path, capsys):
         (tmp_path / "p" / f"{name}.pose").write_bytes((rec["root"] / "poses/rec1.pose")
                                                       .read_bytes())
     (tmp_path / "v" / "a.mp4").write_bytes((rec["root"] / "videos/rec1.mp4").read_bytes())
-    _refused(tmp_path / "p", tmp_path / "v", tmp_path, capsys, "b.pose", "no video named b.*")
+    _refused(tmp_path / "p", tmp_path / "v", tmp_path, capsys, "b.pose", "no b.* among --video")
     (tmp_path / "v" / "b.mp4").write_bytes(b"")
     (tmp_path / "v" / "c.mp4").write_bytes(b"")
-    _refused(tmp_path / "p", tmp_path / "v", tmp_path, capsys, "c.mp4", "no c.pose")
+    _refused(tmp_path / "p", tmp_path / "v", tmp_path, capsys, "c.mp4", "no c.* among --pose")
 
 
 def test_cli_exit_code_and_message(rec, tmp_path):

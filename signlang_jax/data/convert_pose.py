@@ -1,7 +1,7 @@
 """`python -m signlang_jax.data.convert pose`: video frames labelled from .pose files.
 
     python -m signlang_jax.data.convert pose --pose POSES/ --video VIDEOS/ --out signers \
-        [--every 5] [--min-change 2.0] [--min-confidence 0.5] [--min-hand-confidence 0.5] \
+        [--every 5] [--min-change 1.0] [--min-confidence 0.5] [--min-hand-confidence 0.5] \
         [--min-body-points 5] [--min-box 32] [--person 0] [--size 256] [--margin 0.25] \
         [--val-fraction 0.1] [--add]
 
@@ -31,8 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from signlang_jax.crop import HANDS, crop_matrix
-from signlang_jax.data.augment import warp_image
+from signlang_jax.crop import HANDS
 from signlang_jax.data.convert import (
     ConvertError,
     add_common_arguments,
@@ -56,8 +55,9 @@ from signlang_jax.video.sources import VIDEO_EXTENSIONS
 
 THUMB = 32  # side of the grayscale crop thumbnails that near-duplicate frames are judged on
 # The Holistic components we read (the hands are the subject's own left and right), with their
-# point counts; FACE_LANDMARKS (468, 478 refined, fewer when reduced) and POSE_WORLD_LANDMARKS
-# are not needed: our face anchors come from the pose's nose, eyes and ears.
+# point counts (the pose's by name: reduced files hold fewer); FACE_LANDMARKS (468, 478 refined,
+# fewer reduced) and POSE_WORLD_LANDMARKS are not needed: our face anchors are the pose's nose,
+# eyes and ears.
 HOLISTIC_PARTS = (("POSE_LANDMARKS", 33), ("LEFT_HAND_LANDMARKS", 21),
                   ("RIGHT_HAND_LANDMARKS", 21))
 _HOLISTIC_NAMES = frozenset({"POSE_LANDMARKS", "FACE_LANDMARKS", "LEFT_HAND_LANDMARKS",
@@ -73,7 +73,10 @@ class PoseOptions:
     size: int = 256
     margin: float = 0.25
     every: int = 5  # candidate frames: 0, every, 2 every, ...
-    min_change: float = 2.0  # thumbnail mean absolute difference (0-255) to the last kept frame
+    # Thumbnail mean absolute difference (0-255) to the last kept frame. Re-encoded identical
+    # frames measure 0-0.5; a synthetic signer 5 frames (0.2 s) apart a median 1.0, with hands
+    # 7 px apart in a 190 px box. A handshape barely shows at 32 px: err towards keeping.
+    min_change: float = 1.0
     min_confidence: float = 0.5  # body and face points
     min_hand_confidence: float = 0.5
     min_body_points: int = 5  # of our 17 body points, confident
@@ -144,7 +147,7 @@ def read_track(path: Path, person: int = 0) -> PoseTrack:
 
 
 def _holistic_track(path: Path, pose: object, person: int) -> PoseTrack:
-    """The 75 Holistic points (pose, left hand, right hand) of `person`, checked, in our 64."""
+    """The Holistic pose and hand points of `person`, checked, in our 64."""
     components = pose.header.components
     by_name, starts, start = {}, {}, 0
     for c in components:
@@ -155,22 +158,27 @@ def _holistic_track(path: Path, pose: object, person: int) -> PoseTrack:
         if c is None:
             raise ConvertError(f"{path}: MediaPipe Holistic component {name!r} is missing "
                                f"(components: {_describe(components)})")
-        if len(c.points) != count or not c.format.upper().startswith("XY"):
+        if not c.format.upper().startswith("XY") or (
+                name != "POSE_LANDMARKS" and len(c.points) != count):
             raise ConvertError(f"{path}: component {name!r} has {len(c.points)} points of format "
                                f"{c.format!r}; MediaPipe Holistic's has {count} (format XY...)")
-    got = [str(p).lower() for p in by_name["POSE_LANDMARKS"].points]
-    if got != list(MEDIAPIPE_POSE_NAMES):  # our map takes them by name: the order must hold
-        bad = next(i for i, n in enumerate(got) if n != MEDIAPIPE_POSE_NAMES[i])
-        raise ConvertError(f"{path}: component 'POSE_LANDMARKS' point {bad} is {got[bad]!r}; "
-                           f"MediaPipe's is {MEDIAPIPE_POSE_NAMES[bad].upper()!r}")
+    # Pose points by name: pose-format's reduce_holistic keeps 8 of the 33 (no face, no legs).
+    pose_names = [str(p).lower() for p in by_name["POSE_LANDMARKS"].points]
+    for i, n in enumerate(pose_names):
+        if n not in MEDIAPIPE_POSE_NAMES or n in pose_names[:i]:
+            raise ConvertError(f"{path}: component 'POSE_LANDMARKS' point {i} {n.upper()!r} is "
+                               "not one of MediaPipe's 33 pose landmarks, or repeated")
     data, confidence = pose.body.data, pose.body.confidence
     if person >= data.shape[1]:
         raise ConvertError(f"{path}: field 'person': --person {person}, but the file holds "
                            f"{data.shape[1]} person(s) per frame")
-    index = np.concatenate([np.arange(starts[n], starts[n] + c) for n, c in HOLISTIC_PARTS])
-    xy = np.asarray(np.ma.getdata(data)[:, person][:, index, :2], np.float64)
-    conf = np.asarray(np.ma.getdata(confidence)[:, person][:, index], np.float64)
-    ours = MEDIAPIPE_HOLISTIC.apply(np.concatenate([xy, conf[..., None]], -1))
+    source = [MEDIAPIPE_POSE_NAMES.index(n) for n in pose_names] + list(range(33, 75))
+    index = [starts["POSE_LANDMARKS"] + i for i in range(len(pose_names))] + [
+        starts[n] + i for n, _ in HOLISTIC_PARTS[1:] for i in range(21)]
+    points = np.zeros((len(data), 75, 3))  # absent pose points: confidence 0, missing
+    points[:, source, :2] = np.ma.getdata(data)[:, person][:, index, :2]
+    points[:, source, 2] = np.ma.getdata(confidence)[:, person][:, index]
+    ours = MEDIAPIPE_HOLISTIC.apply(points)
     dims = pose.header.dimensions
     return PoseTrack("mediapipe-holistic", ours[..., :2], ours[..., 2], int(dims.width),
                      int(dims.height))
@@ -234,8 +242,15 @@ def read_video(path: Path, wanted: Callable[[int], bool]
 
 
 def _thumbnail(frame: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
-    """THUMB x THUMB grayscale float32 view of the person's crop."""
-    small = warp_image(frame, crop_matrix(person_region(box, margin), THUMB), THUMB)
+    """THUMB x THUMB grayscale float32 view of the person's crop (within the frame)."""
+    region = person_region(box, margin)
+    h, w = frame.shape[:2]
+    x0, y0 = (max(0, min(int(c - region.side / 2), n - 1)) for c, n in
+              ((region.cx, w), (region.cy, h)))
+    x1, y1 = (max(a + 1, min(int(c + region.side / 2) + 1, n)) for a, c, n in
+              ((x0, region.cx, w), (y0, region.cy, h)))
+    # Area-averaging just the person's pixels: a tenth of the time of warping the whole frame.
+    small = cv2.resize(frame[y0:y1, x0:x1], (THUMB, THUMB), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
@@ -246,7 +261,8 @@ def plan_video(pose: Path, video: Path, options: PoseOptions, dropped: collectio
     points, boxes, hand_valid, reasons = frame_labels(track, options)
     total = len(points)
     candidate = lambda f: f < total and f % options.every == 0 and reasons[f] is None
-    wanted = lambda f: f == 0 or candidate(f)  # frame 0 always: its size is checked
+    # Frame 0 always (its size is checked); the others only to compare them.
+    wanted = lambda f: f == 0 or (options.min_change > 0 and candidate(f))
     frames, last, decoded = {}, None, 0
     for f, frame in read_video(video, wanted):
         decoded = f + 1
@@ -256,11 +272,12 @@ def plan_video(pose: Path, video: Path, options: PoseOptions, dropped: collectio
                                "'dimensions')")
         if not candidate(f):
             continue
-        thumb = _thumbnail(frame, boxes[f], options.margin)
-        if last is not None and np.abs(thumb - last).mean() < options.min_change:
-            dropped[f"near-duplicate (change under {options.min_change:g})"] += 1
-            continue
-        last = thumb
+        if options.min_change > 0:
+            thumb = _thumbnail(frame, boxes[f], options.margin)
+            if last is not None and np.abs(thumb - last).mean() < options.min_change:
+                dropped[f"near-duplicate (change under {options.min_change:g})"] += 1
+                continue
+            last = thumb
         frames[f] = (points[f], boxes[f], dict(zip(HANDS, map(bool, hand_valid[f]), strict=True)))
     if decoded != total:
         capture = cv2.VideoCapture(str(video))
@@ -293,28 +310,23 @@ def _files(specs: list[str], suffixes: frozenset[str], flag: str) -> list[Path]:
 
 
 def pair_files(poses: list[str], videos: list[str]) -> list[tuple[Path, Path]]:
-    """(.pose, video) pairs by file stem; one file of each pairs whatever the stems."""
+    """(.pose, video) pairs by file stem; one file named for each pairs whatever the stems."""
     pose_files = _files(poses, frozenset({".pose"}), "--pose")
     video_files = _files(videos, VIDEO_EXTENSIONS, "--video")
     if not pose_files:
         raise ConvertError(f"--pose {' '.join(poses)}: no .pose files")
-    if len(pose_files) == 1 and len(video_files) == 1:
+    if len(poses) == len(videos) == 1 and Path(poses[0]).is_file() and Path(videos[0]).is_file():
         return [(pose_files[0], video_files[0])]
-    for flag, files in (("--pose", pose_files), ("--video", video_files)):
-        stems = collections.Counter(p.stem for p in files)
+    for files, flag, others, other_flag in ((pose_files, "--pose", video_files, "--video"),
+                                            (video_files, "--video", pose_files, "--pose")):
+        stems, other_stems = collections.Counter(p.stem for p in files), {p.stem for p in others}
         for path in files:
             if stems[path.stem] > 1:
                 raise ConvertError(f"{path}: {flag} names two files with stem {path.stem!r}")
+            if path.stem not in other_stems:
+                raise ConvertError(f"{path}: no {path.stem}.* among {other_flag} "
+                                   f"({len(others)} files)")
     by_stem = {v.stem: v for v in video_files}
-    for path in pose_files:
-        if path.stem not in by_stem:
-            raise ConvertError(f"{path}: no video named {path.stem}.* among --video "
-                               f"({len(video_files)} files)")
-    posed = {p.stem for p in pose_files}
-    for path in video_files:
-        if path.stem not in posed:
-            raise ConvertError(f"{path}: no {path.stem}.pose among --pose "
-                               f"({len(pose_files)} files)")
     return [(p, by_stem[p.stem]) for p in pose_files]
 
 
@@ -330,6 +342,8 @@ def write_video(plan: VideoPlan, out: Path, options: PoseOptions) -> int:
                 write_crop(out, plan.name(f), frame, box, points, hand_valid, source,
                            options.size, options.margin, f"{plan.video} frame {f}")
                 written.append(plan.name(f))
+                if len(written) == len(plan.frames):
+                    break  # the rest of the video is not needed
         if len(written) != len(plan.frames):
             raise ConvertError(f"{plan.video}: decoding stopped before frame "
                                f"{max(plan.frames)} on the second pass (the file changed?)")
@@ -343,11 +357,9 @@ def convert_pose(pairs: list[tuple[Path, Path]], out: Path, options: PoseOptions
     """Convert every pair into `out`; (the plans written, dropped frames per reason)."""
     check_out(out, add)
     dropped: collections.Counter = collections.Counter()
-    taken = collections.Counter(v.stem for _, v in pairs)
-    for _, video in pairs:
-        if taken[video.stem] > 1:
-            raise ConvertError(f"{video}: two videos named {video.stem!r} would write the "
-                               "same samples; convert them into separate --out folders")
+    stems = collections.Counter(v.stem for _, v in pairs)
+    for video in (v for _, v in pairs if stems[v.stem] > 1):  # their samples would collide
+        raise ConvertError(f"{video}: two videos named {video.stem!r}; use separate --out")
     plans = [plan_video(pose, video, options, dropped) for pose, video in pairs]
     for sub in ("images", "labels"):  # every check above, the first write below
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -403,7 +415,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     kept = sum(len(p.frames) for p in plans)
     val = [p for p in plans if p.val]
     print(f"kept {kept} frames of {len(plans)} videos -> {args.out} (val: "
-          f"{sum(len(p.frames) for p in val)} frames of {len(val)} videos, splits/val.txt)")
+          f"{sum(len(p.frames) for p in val)} frames of {len(val)} videos)")
     for reason, count in sorted(dropped.items()):
         print(f"dropped {count}: {reason}")
     return 0
