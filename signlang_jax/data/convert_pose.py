@@ -1,9 +1,7 @@
 """`python -m signlang_jax.data.convert pose`: video frames labelled from .pose files.
 
     python -m signlang_jax.data.convert pose --pose POSES/ --video VIDEOS/ --out signers \
-        [--every 5] [--min-change 1.0] [--min-confidence 0.5] [--min-hand-confidence 0.5] \
-        [--min-body-points 5] [--min-box 32] [--person 0] [--size 256] [--margin 0.25] \
-        [--val-fraction 0.1] [--add]
+        [--every 5] [--min-change 1.0] [--min-confidence 0.5] [--min-hand-confidence 0.5] ...
 
 Pseudo-labels recordings with an existing tracker: each .pose file (MediaPipe Holistic as
 pose-format writes it, or our video job's) goes with the video of the same stem. Every k-th frame
@@ -105,10 +103,6 @@ class VideoPlan:
     layout: str
     val: bool
     frames: dict[int, tuple[np.ndarray, np.ndarray, dict[str, bool]]]
-
-    def name(self, frame: int) -> str:
-        """Sample name of `frame`."""
-        return f"{self.video.stem}_f{frame:06d}"
 
 
 def _describe(components: list) -> str:
@@ -280,11 +274,8 @@ def plan_video(pose: Path, video: Path, options: PoseOptions, dropped: collectio
             last = thumb
         frames[f] = (points[f], boxes[f], dict(zip(HANDS, map(bool, hand_valid[f]), strict=True)))
     if decoded != total:
-        capture = cv2.VideoCapture(str(video))
-        announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        capture.release()
-        note = f" (the file announces {announced}: truncated or corrupt)" if (
-            announced > decoded) else ""
+        announced = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        note = f" (the file announces {announced}: truncated or corrupt)" * (announced > decoded)
         raise ConvertError(f"{video}: {decoded} frames decoded{note}, but {pose} has {total} "
                            "(field 'frames'): not the video this .pose was made from")
     for f in range(0, total, options.every):
@@ -334,14 +325,15 @@ def write_video(plan: VideoPlan, out: Path, options: PoseOptions) -> int:
     """Write the planned frames of one video; its samples join its split even after a failure."""
     written = []
     try:
-        for f, frame in read_video(plan.video, plan.frames.__contains__):
+        for f, frame in read_video(plan.video, plan.frames.__contains__) if plan.frames else ():
             if frame is not None:
                 points, box, hand_valid = plan.frames[f]
+                name = f"{plan.video.stem}_f{f:06d}"
                 source = {"format": "pose", "layout": plan.layout, "pose": plan.pose.name,
                           "video": plan.video.name, "frame": f, "person": options.person}
-                write_crop(out, plan.name(f), frame, box, points, hand_valid, source,
+                write_crop(out, name, frame, box, points, hand_valid, source,
                            options.size, options.margin, f"{plan.video} frame {f}")
-                written.append(plan.name(f))
+                written.append(name)
                 if len(written) == len(plan.frames):
                     break  # the rest of the video is not needed
         if len(written) != len(plan.frames):
