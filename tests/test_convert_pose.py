@@ -229,6 +229,7 @@ def test_holistic_pose_every_k_duplicates_visibility_and_crops(rec, tmp_path, ca
     assert "kept 3 frames of 1 videos" in printed, printed
     assert "dropped 2: near-duplicate (change under 1)" in printed
     assert "dropped 1: under 5 confident body points" in printed
+    assert "note: no video of these is in val" in printed
     labels = _labels(out)
     assert sorted(labels) == ["rec1_f000000", "rec1_f000004", "rec1_f000008"]
     for name, label in labels.items():

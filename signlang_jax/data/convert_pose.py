@@ -410,4 +410,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
           f"{sum(len(p.frames) for p in val)} frames of {len(val)} videos)")
     for reason, count in sorted(dropped.items()):
         print(f"dropped {count}: {reason}")
+    if plans and not val:  # few videos: the hash rule may well pick none
+        print(f"note: no video of these is in val (hash rule, --val-fraction "
+              f"{options.val_fraction:g}); list one's frames in splits/val.txt to validate on it")
     return 0
