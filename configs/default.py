@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Several datasets instead of data.root, each with a sampling weight and its own val split:
     # "ROOT:WEIGHT,..." or a list of "[NAME=]ROOT[:WEIGHT]" (signlang_jax/data/mixture.py).
     # "" = data.root alone. Typed `object` so a config file may assign a list.
-    data.sources = ml_collections.FieldReference("", field_type=object)
+    data.sources = ml_collections.FieldReference("", object)  # "[NAME=]ROOT:WEIGHT,...": mix
     data.format = "folder"  # folder | array_record (data.root = a signlang_jax.data.pack output)
     data.images_dir = "images"  # name of the image folder under data.root
     data.labels_dir = "labels"  # name of the label folder under data.root

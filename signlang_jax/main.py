@@ -37,7 +37,9 @@ def config_help(path: Path = DEFAULT_CONFIG) -> str:
         if field and field.group(1) in alias | {"config": ""}:
             name = ".".join(p for p in (alias.get(field.group(1), ""), field.group(2)) if p)
             comment = f"  {field.group(4)}" if field.group(4) else ""
-            lines.append(f"  --config.{name}={field.group(3)}{comment}")
+            # A field typed by a FieldReference (data.sources) shows its default value.
+            value = re.sub(r"^ml_collections\.FieldReference\((.*), \w+\)$", r"\1", field.group(3))
+            lines.append(f"  --config.{name}={value}{comment}")
     return "\n".join(lines)
 
 
