@@ -37,7 +37,7 @@ import numpy as np
 
 from signlang_jax.crop import Region, apply_affine, crop_matrix
 from signlang_jax.data.augment import warp_image
-from signlang_jax.data.dataset import SPLITS, _read_split_file, is_val_stem
+from signlang_jax.data.dataset import SPLITS, is_val_stem, read_split_file
 from signlang_jax.keypoint_maps import COCO_WHOLEBODY, HALPE, KeypointMap
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
 from signlang_jax.synth.stills import write_atomic
@@ -218,7 +218,7 @@ def extend_splits(out: Path, new: dict[str, list[str]]) -> None:
     A split without a file is "everything else", so a stem bound for it needs no line.
     """
     files = split_files(out)
-    listed = {s for p in files.values() for s in _read_split_file(p, out)[0]}
+    listed = {s for p in files.values() for s in read_split_file(p, out)[0]}
     for split, path in files.items():
         stems = [s for s in dict.fromkeys(new.get(split, ())) if s not in listed]
         if stems:

@@ -46,7 +46,7 @@ from signlang_jax.video.formats import (
     POSE_COMPONENT_NAMES,
     KeypointFileError,
     PoseFormatMissingError,
-    _import_pose_format,
+    import_pose_format,
     read_pose,
 )
 from signlang_jax.video.sources import VIDEO_EXTENSIONS
@@ -111,7 +111,7 @@ def _describe(components: list) -> str:
 
 def read_track(path: Path, person: int = 0) -> PoseTrack:
     """The person's points in a .pose file, MediaPipe Holistic or ours; ConvertError if bad."""
-    pose_format = _import_pose_format()
+    pose_format = import_pose_format()
     try:
         pose = pose_format.Pose.read(path.read_bytes())
     except Exception as e:  # OSError, or pose-format's struct / unicode / value errors

@@ -362,7 +362,8 @@ def is_val_stem(stem: str, val_fraction: float = 0.1) -> bool:
     return bucket < val_fraction
 
 
-def _read_split_file(path: Path, root: Path) -> tuple[list[str], list[Problem]]:
+def read_split_file(path: Path, root: Path) -> tuple[list[str], list[Problem]]:
+    """The stems a split file lists (in order) and its problems (stems listed twice)."""
     file = path.relative_to(root).as_posix()
     stems, problems, seen = [], [], set()
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -397,7 +398,7 @@ def split_samples(scan: ScanResult, split: str, val_fraction: float = 0.1,
     problems: list[Problem] = []
     for name, path in files.items():
         if path.is_file():
-            listed[name], found = _read_split_file(path, scan.root)
+            listed[name], found = read_split_file(path, scan.root)
             problems += found
     if not listed:
         return [s for s in scan.samples if is_val_stem(s.stem, val_fraction) == (split == "val")]

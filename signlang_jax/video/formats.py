@@ -267,7 +267,7 @@ def _npz_metadata(path: Path, value: np.ndarray) -> dict[str, str]:
 # --------------------------------------------------------------------------------------- .pose
 
 
-def _import_pose_format() -> Any:
+def import_pose_format() -> Any:
     """The pose_format package, or PoseFormatMissingError telling the user how to install it."""
     try:
         # An optional dependency: imported here so that the module needs numpy only.
@@ -300,7 +300,7 @@ def _pose_components(pose_format: Any) -> list[Any]:
 def write_pose(path: str | os.PathLike, seq: KeypointSequence, min_score: float = 0.0) -> None:
     """Write `seq` as a pose-format .pose file (atomically); score < min_score becomes missing."""
     path = Path(path)
-    pose_format = _import_pose_format()
+    pose_format = import_pose_format()
     if not (np.isfinite(min_score) and min_score >= 0):
         raise ValueError(f"min_score must be a number >= 0, got {min_score}")
     if seq.width > _POSE_MAX_SIZE or seq.height > _POSE_MAX_SIZE:
@@ -326,7 +326,7 @@ def write_pose(path: str | os.PathLike, seq: KeypointSequence, min_score: float 
 def read_pose(path: str | os.PathLike) -> KeypointSequence:
     """Read a .pose file written by `write_pose` (tracked False, region NaN: .pose has neither)."""
     path = Path(path)
-    pose_format = _import_pose_format()
+    pose_format = import_pose_format()
     try:
         buffer = path.read_bytes()
     except OSError as e:
