@@ -106,7 +106,7 @@ def test_converter_cuts_each_person_back_out_with_its_labels(tmp_path, fmt, caps
 
 
 def test_filters_visibility_and_invalid_hands(tmp_path, capsys):
-    _, data = write_fixture(tmp_path, "coco-wholebody")
+    tiles, data = write_fixture(tmp_path, "coco-wholebody")
     anns = data["annotations"]
     anns[0]["iscrowd"] = 1
     anns[1]["bbox"] = [anns[1]["bbox"][0], anns[1]["bbox"][1], 20, 20]  # small box
@@ -123,7 +123,17 @@ def test_filters_visibility_and_invalid_hands(tmp_path, capsys):
     label = _labels(out)["scene_102"]
     vis = np.array([k["visible"] for k in label["keypoints"]])
     assert not vis[GROUPS["left_hand"].start:GROUPS["left_hand"].stop].any()
-    assert vis[0] == 0 and 0 <= label["keypoints"][0]["x"] <= 31
+    xy = np.array([[k["x"], k["y"]] for k in label["keypoints"]])
+    # Unlabelled (the nose, the invalid left hand): at (0, 0), where training never weights.
+    assert vis[0] == 0 and (xy[0] == 0).all()
+    assert (xy[GROUPS["left_hand"].start:GROUPS["left_hand"].stop] == 0).all()
+    from signlang_jax.data.hand_crops import training_weights
+
+    assert training_weights(np.c_[xy, vis], 32, 32, 0.5)[[0, 17]].tolist() == [0.0, 0.0]
+    # Labelled but hidden (v=1) keeps its place (inside the crop, not at the corner).
+    left = range(GROUPS["left_hand"].start, GROUPS["left_hand"].stop)
+    hidden = [i for i in range(1, 59) if tiles[2][1][i, 2] == 0 and i not in left]
+    assert hidden and (xy[hidden] > 0).any(1).all() and not vis[hidden].any()
     # --min-hand-points: this person has 21 labelled right-hand points (left hand invalid)
     assert convert.main(["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images",
                          str(tmp_path), "--out", str(tmp_path / "o2"), "--min-hand-points",

@@ -185,8 +185,6 @@ def expected_label(kp: np.ndarray, conf: np.ndarray, margin: float = 0.25
     for hand in HANDS:
         part = slice(GROUPS[hand].start, GROUPS[hand].stop)
         hand_valid[hand] = bool(confident[part].any())
-        if not hand_valid[hand]:
-            xy[part] = xy[KEYPOINT_INDEX[hand.replace("_hand", "_wrist")]]
     pts = xy[confident]
     lo = np.clip(pts.min(0), -0.5, [W - 0.5, H - 0.5])
     hi = np.clip(pts.max(0), -0.5, [W - 0.5, H - 0.5])
@@ -196,7 +194,9 @@ def expected_label(kp: np.ndarray, conf: np.ndarray, margin: float = 0.25
                        [0, scale, (SIZE - 1) / 2 - scale * centre[1]]])
     crop = xy * scale + matrix[:, 2]
     inside = ((crop >= -0.5) & (crop <= SIZE - 0.5)).all(1)
-    return np.clip(crop, 0, SIZE - 1), confident & inside, hand_valid, matrix
+    # Points without a confident label are written at (0, 0), where training never weights them.
+    crop = np.where(confident[:, None], np.clip(crop, 0, SIZE - 1), 0.0)
+    return crop, confident & inside, hand_valid, matrix
 
 
 def holistic_confidence(kp: np.ndarray, t: int) -> np.ndarray:

@@ -248,3 +248,26 @@ def test_hand_task_mixes_hand_records_of_each_source(mixture_config):
     assert metrics["val/big/hand_pck@0.2"] == metrics["val/small/hand_pck@0.1"] == 1.0
     assert set(source_metrics(metrics, "small")) == {"val/loss", "val/hand_pck@0.1",
                                                      "val/hand_pck@0.2"}
+
+
+def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
+    """Stop a mixture run at step 2, continue to 4: the same weights as 4 steps straight."""
+    from signlang_jax.train import train_and_evaluate
+    from tests import tiny_config
+    from tests.conftest import checkpoint_arrays
+
+    write_dataset(tmp_path / "big", 24, seed=1, size=(64, 48))
+    write_dataset(tmp_path / "small", 16, seed=2, size=(30, 40))
+    config = tiny_config.get_config()
+    config.data.sources = f"{tmp_path / 'big'}:0.75,{tmp_path / 'small'}:0.25"
+    config.train.num_steps = 4
+    train_and_evaluate(config, tmp_path / "straight")
+    config.train.num_steps = 2
+    train_and_evaluate(config, tmp_path / "resumed")
+    config.train.num_steps = 4
+    train_and_evaluate(config, tmp_path / "resumed")
+    straight = checkpoint_arrays(tmp_path / "straight", config, 4)
+    resumed = checkpoint_arrays(tmp_path / "resumed", config, 4)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        np.testing.assert_array_equal(straight[key], resumed[key], err_msg=key)

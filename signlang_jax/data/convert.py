@@ -10,8 +10,9 @@ One sample per annotated person that passes the filters (not crowd, a box of at 
 the person box with `--margin` on each side and resized to `--size`, written as images/NAME.jpg
 and labels/NAME.json (the standard layout the validator accepts). Points map to our 64 by name
 (`signlang_jax.keypoint_maps`). Visibility: COCO v = 2 -> visible 1; v = 1 (labelled, occluded)
--> visible 0 at its true place; v = 0 (not labelled) -> visible 0, clamped into the crop; points
-outside the crop likewise; a hand the annotation marks invalid is visible 0. Each label keeps
+-> visible 0 at its true place, clamped into the crop (as are points outside it); v = 0 (not
+labelled) and the points of a hand the annotation marks invalid -> visible 0 at (0, 0), where
+training never weights them, whatever data.occluded_weight says. Each label keeps
 the person box (in crop pixels), the hand validity flags and where the sample came from.
 Prints what it kept and, per reason, what it dropped. Writes nothing outside --out and refuses a
 non-empty --out unless --add. When --out has split files (splits/val.txt, splits/train.txt, e.g.
@@ -104,14 +105,22 @@ def person_region(box: np.ndarray, margin: float) -> Region:
 
 def sample_label(name: str, points: np.ndarray, hand_valid: dict[str, bool], box: np.ndarray,
                  matrix: np.ndarray, size: int, source: dict) -> dict:
-    """Our label for (64, 3) source-order-mapped points (x, y, COCO v) in crop `matrix`."""
+    """Our label for (64, 3) source-order-mapped points (x, y, COCO v) in crop `matrix`.
+
+    Points the source did not label (v = 0, or in a hand marked invalid) have no position: they
+    are written at (0, 0). Training never weights a point on the image border, so they stay
+    out of the loss even with `data.occluded_weight > 0` (which would otherwise pull a hand's
+    points to wherever a guess put them).
+    """
     xy = apply_affine(points[:, :2], matrix)
     inside = ((xy >= -0.5) & (xy <= size - 0.5)).all(1)
     visible = (points[:, 2] >= 2) & inside
+    unlabelled = points[:, 2] <= 0
     for hand, valid in hand_valid.items():
         if not valid:
             visible[GROUPS[hand].start:GROUPS[hand].stop] = False
-    clamped = np.clip(xy, 0.0, size - 1.0)
+            unlabelled[GROUPS[hand].start:GROUPS[hand].stop] = True
+    clamped = np.where(unlabelled[:, None], 0.0, np.clip(xy, 0.0, size - 1.0))
     corners = apply_affine(np.array([box[:2], box[:2] + box[2:]]), matrix)
     lo, hi = np.clip(corners.min(0), 0, size - 1), np.clip(corners.max(0), 0, size - 1)
     return {

@@ -9,8 +9,9 @@ is a candidate, dropped if the person has under --min-body-points confident body
 under --min-box pixels, or if its crop barely changed since the video's last kept frame (mean
 absolute difference of 32x32 grayscale crops, 0-255, under --min-change). A point is visible at
 or above its threshold (body, face: Holistic's pose visibility or our score; hands: the hand
-confidence, 1 for a hand Holistic found) and inside the crop. A hand without one confident point
-is missing: hand_valid false, its points visible 0 at the body's wrist. Crops are squares around
+confidence, 1 for a hand Holistic found) and inside the crop; the others are visible 0 at
+(0, 0), a position training never weights (the tracker's guess is not a label). A hand without
+one confident point is missing: hand_valid false. Crops are squares around
 the confident points (`person_region`); samples are named VIDEO_f000123. A video's frames are
 near-duplicates, so splits/val.txt puts whole videos in val (`is_val_stem(video stem)`).
 Everything is checked (layouts, point counts, pairing, frame counts and sizes, every frame
@@ -41,7 +42,7 @@ from signlang_jax.data.convert import (
 )
 from signlang_jax.data.dataset import is_val_stem
 from signlang_jax.keypoint_maps import MEDIAPIPE_HOLISTIC, MEDIAPIPE_POSE_NAMES
-from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, NUM_KEYPOINTS
+from signlang_jax.keypoints import GROUPS, NUM_KEYPOINTS
 from signlang_jax.video.formats import (
     POSE_COMPONENT_NAMES,
     KeypointFileError,
@@ -192,10 +193,7 @@ def frame_labels(track: PoseTrack, options: PoseOptions
     hand_valid = np.zeros((len(xy), len(HANDS)), bool)
     for i, hand in enumerate(HANDS):
         part = slice(GROUPS[hand].start, GROUPS[hand].stop)
-        hand_valid[:, i] = confident[:, part].any(1)
-        # A missing hand sits at the body's wrist: clamped there rather than to a crop corner.
-        wrist = xy[:, KEYPOINT_INDEX[f"{hand.removesuffix('_hand')}_wrist"]]
-        xy[:, part] = np.where(hand_valid[:, i, None, None], xy[:, part], wrist[:, None])
+        hand_valid[:, i] = confident[:, part].any(1)  # else missing: written at (0, 0)
     # The box of the confident points, within the frame (a point beyond the edge adds nothing).
     edge = np.array([track.width - 0.5, track.height - 0.5])
     lo = np.clip(np.where(confident[..., None], xy, np.inf).min(1), -0.5, edge)
