@@ -251,7 +251,9 @@ def test_hand_task_mixes_hand_records_of_each_source(mixture_config):
 
 
 def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
-    """Stop a mixture run at step 2, continue to 4: the same weights as 4 steps straight."""
+    """Continue a mixture run from its step-2 checkpoint: the same weights at step 4."""
+    import shutil
+
     from signlang_jax.train import train_and_evaluate
     from tests import tiny_config
     from tests.conftest import checkpoint_arrays
@@ -260,11 +262,10 @@ def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
     write_dataset(tmp_path / "small", 16, seed=2, size=(30, 40))
     config = tiny_config.get_config()
     config.data.sources = f"{tmp_path / 'big'}:0.75,{tmp_path / 'small'}:0.25"
-    config.train.num_steps = 4
+    config.train.num_steps = 4  # checkpoints at 2 and 4
     train_and_evaluate(config, tmp_path / "straight")
-    config.train.num_steps = 2
-    train_and_evaluate(config, tmp_path / "resumed")
-    config.train.num_steps = 4
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "4")  # as if stopped after step 2
     train_and_evaluate(config, tmp_path / "resumed")
     straight = checkpoint_arrays(tmp_path / "straight", config, 4)
     resumed = checkpoint_arrays(tmp_path / "resumed", config, 4)
