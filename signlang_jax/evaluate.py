@@ -141,14 +141,20 @@ def load_eval_records(data: ml_collections.ConfigDict, split: str
 
 
 def default_out_dir(workdir: Path, step: int, split: str, data_root: str | Path,
-                    trained_root: str | Path) -> Path:
+                    trained_root: str | Path | dict[str, str]) -> Path:
     """WORKDIR/eval/step_<N>_<split>, plus _<data folder> when not the training dataset.
+
+    For a model trained on a mixture (`trained_root` = {source name: root}) the suffix is the
+    source's name (sources may share a folder name, e.g. two .../data), else the folder's.
 
     Outside checkpoints/ (orbax deletes step folders the keep policy drops) and one folder per
     (step, split, dataset), so evaluating a held-out folder does not overwrite the val report.
     """
     name = f"step_{step}_{split}"
     root = Path(data_root).resolve()
+    if isinstance(trained_root, dict):  # a mixture: {source name: root}
+        names = [n for n, r in trained_root.items() if Path(r).resolve() == root]
+        return workdir / "eval" / f"{name}_{names[0] if names else root.name}"
     if root != Path(trained_root).resolve():
         name += f"_{root.name}"
     return workdir / "eval" / name
@@ -269,6 +275,9 @@ def evaluate(args: argparse.Namespace) -> int:
         loaded = load_for_inference(args.checkpoint, args.step, args.dtype)
         config, step = loaded.config, loaded.step
         trained_root = config.data.root
+        sources = parse_sources(config.data.get("sources") or "")
+        if sources:
+            trained_root = {s.name: s.root for s in sources}
         if args.config:
             override_config(config, load_config_file(args.config), args.config)
         for field, value in (("root", args.data_root), ("format", args.data_format),
@@ -276,7 +285,6 @@ def evaluate(args: argparse.Namespace) -> int:
             if value is not None:
                 config.data[field] = value
         config.data.synthetic_num = 0
-        sources = parse_sources(config.data.get("sources") or "")
         if sources and args.data_root is None:
             raise ConfigError(f"{args.checkpoint} was trained on a mixture (data.sources): "
                               "evaluate one source at a time with --data-root, one of "

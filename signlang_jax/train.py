@@ -49,7 +49,7 @@ from signlang_jax.metric_log import MetricLogger
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.optimizer import make_optimizer
-from signlang_jax.validation import validate
+from signlang_jax.validation import check_metric_source, validate
 
 __all__ = ["Trainer", "TrainingError", "create_state", "device_batch", "make_trainer",
            "train_and_evaluate", "train_step"]
@@ -273,6 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     check_against(load_previous_config(workdir), config, str(workdir / "config.json"))
     train_samples = task_records(config, "train")
     val_samples = task_records(config, "val")
+    check_metric_source(config.train.best_metric, val_samples)
     steps = total_train_steps(config, len(train_samples))
     graphdef, state, schedule = create_state(config, steps)
     trainer = make_trainer(config, graphdef, state, schedule)

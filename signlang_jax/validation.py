@@ -31,6 +31,7 @@ import numpy as np
 
 from signlang_jax.data.pipeline import make_dataset
 from signlang_jax.distributed import gather_hosts
+from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import GROUPS, embed_hand
 from signlang_jax.metrics import mean_pck, part_pck_counts, pck_counts, pck_summary
 
@@ -113,6 +114,16 @@ def _source_groups(samples: Sequence) -> dict[str, int | None]:
     """{'' (all samples): None, and per source of a mixture its name: its id}."""
     names = getattr(samples, "names", None)
     return {"": None, **({n: k for k, n in enumerate(names)} if names else {})}
+
+
+def check_metric_source(metric: str, samples: Sequence) -> None:
+    """Raise `ConfigError` if `metric` is val/NAME/... for a source that is not validated."""
+    parts = metric.split("/")
+    names = getattr(samples, "names", ())
+    if len(parts) >= 3 and "/".join(["val", *parts[2:]]) in (*METRIC_NAMES, *HAND_METRIC_NAMES) \
+            and parts[1] not in names:
+        raise ConfigError(f"train.best_metric={metric!r}: source {parts[1]!r} is not validated "
+                         f"(it has no val samples); validated: {', '.join(names) or 'none'}")
 
 
 def source_metrics(metrics: dict[str, float], name: str) -> dict[str, float]:

@@ -194,19 +194,33 @@ def _listed(path) -> list[str]:
 
 
 def test_existing_split_files_get_the_new_samples(tmp_path, capsys):
-    write_fixture(tmp_path, "coco-wholebody")
+    _, data = write_fixture(tmp_path, "coco-wholebody")
     out = tmp_path / "out"
     args = ["coco-wholebody", "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
             "--out", str(out), "--min-box", "16", "--add"]
+
+    def with_ids(first: int) -> None:  # the same persons under new annotation ids
+        for n, ann in enumerate(data["annotations"]):
+            ann["id"] = first + n
+        (tmp_path / "ann.json").write_text(json.dumps(data))
+
     assert convert.main(args) == 0
     assert not (out / "splits").exists()  # no split files: the hash split stays in charge
+    # --add never overwrites: the same persons again are refused, nothing changes
+    labels = sorted(p.read_bytes() for p in (out / "labels").iterdir())
+    assert convert.main(args) == 1
+    assert "3 of the 3 persons" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in (out / "labels").iterdir()) == labels
     (out / "splits").mkdir()
     (out / "splits" / "val.txt").write_text("# from another converter\nother_1")
+    with_ids(240)
     assert convert.main(args) == 0
-    # scene_101 is hash-val (fraction 0.1); existing stems are never moved or listed twice
-    assert _listed(out / "splits" / "val.txt") == ["other_1", "scene_101"]
+    # scene_240 is hash-val at 0.1 (241, 242 are not); existing stems never move
+    assert _listed(out / "splits" / "val.txt") == ["other_1", "scene_240"]
     (out / "splits" / "val.txt").unlink()
     (out / "splits" / "train.txt").write_text("other_2\nscene_100\n")
+    with_ids(300)
     assert convert.main([*args, "--val-fraction", "0.7"]) == 0
-    assert _listed(out / "splits" / "train.txt") == ["other_2", "scene_100", "scene_102"]
+    # at 0.7 scene_300 and scene_302 are val: only scene_301 joins train.txt
+    assert _listed(out / "splits" / "train.txt") == ["other_2", "scene_100", "scene_301"]
     assert not (out / "splits" / "val.txt").exists()  # val is everything else

@@ -491,3 +491,14 @@ def test_a_failure_while_writing_leaves_whole_samples_only(rec, tmp_path, monkey
     assert sorted(p.name for p in out.rglob("*") if p.is_file() and "tmp" in p.name) == []
     # what was written joined its video's split (rec2 is a val video)
     assert [s.stem for s in split_samples(scan, "val")] == [s.stem for s in scan.samples]
+
+
+def test_add_refuses_a_video_whose_frames_are_already_there(rec, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(rec, out, "--every", "2") == 0
+    before = {p.name: p.read_bytes() for p in (out / "labels").iterdir()}
+    assert run(rec, out, "--every", "1", "--add") == 1  # other frames of the same rec1
+    assert "already has frames of a video named 'rec1'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "labels").iterdir()} == before
+    assert run(rec, out, "--every", "1", "--add", pose="poses/rec2.pose",
+               video="videos/rec2.mp4") == 0  # another video is welcome

@@ -180,6 +180,12 @@ def test_default_out_dir_is_in_the_workdir():
         "runs/x/eval/step_1600_val")
     assert evaluate.default_out_dir(workdir, 1600, "all", "/d/held_out/", "data/a") == Path(
         "runs/x/eval/step_1600_all_held_out")
+    # Trained on a mixture: named by source, as two sources may share a folder name.
+    sources = {"synth": "runs/demo/data", "mine": "runs/videos/data"}
+    assert evaluate.default_out_dir(workdir, 9, "val", "runs/videos/data", sources) == Path(
+        "runs/x/eval/step_9_val_mine")
+    assert evaluate.default_out_dir(workdir, 9, "val", "/d/other", sources) == Path(
+        "runs/x/eval/step_9_val_other")
 
 
 def test_evaluate_writes_to_the_runs_eval_folder(tiny_run, synth_root, capsys):

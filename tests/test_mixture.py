@@ -12,15 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from signlang_jax.data.dataset import DatasetError
 from signlang_jax.data.iterator import DataChangedError, make_iterator
 from signlang_jax.data.mixture import (
     MixtureSource,
     SourceSpec,
     mixed_train_dataset,
+    mixing_proportions,
     parse_sources,
 )
 from signlang_jax.data.pipeline import make_dataset, task_records
-from signlang_jax.validation import METRIC_NAMES, source_metrics, validate
+from signlang_jax.errors import ConfigError
+from signlang_jax.validation import (
+    METRIC_NAMES,
+    check_metric_source,
+    source_metrics,
+    validate,
+)
 from tests.conftest import ROOT, write_dataset
 
 
@@ -44,9 +52,12 @@ def test_parse_sources_forms():
     assert parse_sources(["synth=a/b:3", ("c/", 1), "plain"]) == [
         SourceSpec("synth", "a/b", 3.0), SourceSpec("c", "c/", 1.0),
         SourceSpec("plain", "plain", 1.0)]
-    for bad, message in (("a:-1", "weight '-1'"), ("a:inf", "weight 'inf'"),
-                         ("x/a,y/a", "two sources are named a"), (":2", "no dataset folder"),
-                         ("my set=a:1", "source name 'my set'"), (3, "must be 'ROOT:WEIGHT")):
+    assert parse_sources(2024) == [SourceSpec("2024", "2024", 1.0)]  # config_flags: an int
+    assert parse_sources([("a=b/x", 2)]) == [SourceSpec("x", "a=b/x", 2.0)]  # pairs name none
+    for bad, message in (("a:-1", "weight '-1'"), ("..:1", "source name '..'"),
+                         ("a:inf", "weight 'inf'"), ("x/a,y/a", "two sources are named a"),
+                         (":2", "no dataset folder"), ("my set=a:1", "source name 'my set'"),
+                         (None, "must be 'ROOT:WEIGHT")):
         with pytest.raises(ValueError, match=message):
             parse_sources(bad)
 
@@ -87,6 +98,16 @@ def test_sampling_fractions_match_the_weights_over_10000_samples():
     assert [other[i]["index"] for i in range(200)] != [stream[i]["index"] for i in range(200)]
     # Finite epochs: as many draws as all sources hold, times the epochs.
     assert len(mixed_train_dataset(mixture, seed=3, num_epochs=2)) == 2 * 70
+
+
+def test_mixing_proportions_keep_the_weights():
+    assert mixing_proportions([2, 3]) == [100, 150]  # grain's own scaling would give 100 : 149
+    assert mixing_proportions([0.3, 0.7]) == [100, 233]
+    assert mixing_proportions([0.001, 1]) == [100, 100000]
+    mixture = MixtureSource([_Records("a", 5), _Records("b", 9)],
+                            [SourceSpec("a", "a", 2), SourceSpec("b", "b", 3)])
+    stream = mixed_train_dataset(mixture, seed=0)
+    assert [stream[i]["tag"] for i in range(250)].count("a") == 100  # 2/5 exactly
 
 
 def test_processes_draw_disjoint_shards_of_each_source():
@@ -148,6 +169,11 @@ def test_resume_names_the_source_that_changed(mixture_config, tmp_path):
     with (make_iterator(mixture_config, "train", source=edited) as it,
           pytest.raises(DataChangedError, match="the training split of 'small' changed")):
         it.set_state(state)
+    reordered = mixture_config.copy_and_resolve_references()
+    reordered.data.sources = f"{tmp_path / 'small'}:0.25,{tmp_path / 'big'}:0.75"
+    with (make_iterator(reordered, "train", source=task_records(reordered, "train")) as it,
+          pytest.raises(DataChangedError, match="the order was big, small, now small, big")):
+        it.set_state(state)
     single = mixture_config.copy_and_resolve_references()
     single.data.sources, single.data.root = "", str(tmp_path / "big")
     with (make_iterator(single, "train", source=task_records(single, "train")) as it,
@@ -160,12 +186,36 @@ def test_resume_names_the_source_that_changed(mixture_config, tmp_path):
         assert "'small' changed" in it.restarted
 
 
-def test_a_broken_source_is_named(mixture_config, tmp_path):
+def test_a_broken_source_is_named(mixture_config, tmp_path, monkeypatch):
     (tmp_path / "small" / "labels" / "000002.json").write_text("{}")
-    with pytest.raises(Exception, match="small/labels/000002.json"):
+    with pytest.raises(DatasetError, match="small/labels/000002.json"):
         task_records(mixture_config, "train")
-    mixture_config.data.sources = f"{tmp_path / 'big'}:1,{tmp_path / 'nowhere'}:1"
-    with pytest.raises(Exception, match="nowhere.* is not a directory"):
+    monkeypatch.chdir(tmp_path)  # relative roots, as on a command line
+    mixture_config.data.sources = "big:1,nowhere:1"
+    with pytest.raises(DatasetError) as error:
+        task_records(mixture_config, "val")
+    assert str(error.value) == ("nowhere: is not a directory (a data.sources folder: check "
+                                "--config.data.sources)")
+    mixture_config.data.sources = "big:1,small:1"
+    with pytest.raises(DatasetError, match="^small/labels/000002.json: width: missing"):
+        task_records(mixture_config, "train")
+
+
+def test_a_source_without_val_samples_is_trained_not_validated(mixture_config, tmp_path,
+                                                                capsys):
+    (tmp_path / "small" / "splits").mkdir()
+    (tmp_path / "small" / "splits" / "val.txt").write_text("# no video hashed into val\n")
+    train, val = task_records(mixture_config, "train"), task_records(mixture_config, "val")
+    assert train.names == ("big", "small") and train.lengths()["small"] == 16
+    assert val.names == ("big",)
+    assert "'small' (" in capsys.readouterr().err
+    check_metric_source("val/big/pck@0.1", val)
+    check_metric_source("val/pck@0.1/left_hand", val)  # a group metric, not a source
+    with pytest.raises(ConfigError, match="source 'small' is not validated"):
+        check_metric_source("val/small/pck@0.1", val)
+    (tmp_path / "big" / "splits").mkdir()
+    (tmp_path / "big" / "splits" / "val.txt").write_text("")
+    with pytest.raises(DatasetError, match="data.sources: no source has val samples"):
         task_records(mixture_config, "val")
 
 
@@ -222,10 +272,11 @@ def test_train_and_evaluate_a_mixture_end_to_end(tmp_path):
                              timeout=300)
     assert refused.returncode == 1
     assert "trained on a mixture (data.sources): evaluate one source at a time" in refused.stderr
-    done = subprocess.run([*evaluate, "--data-root", str(tmp_path / "small")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*evaluate[:-2], "--data-root", str(tmp_path / "small")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "eval" / "metrics.json").is_file()
+    # Reports are named by source (sources may share a folder name).
+    assert (workdir / "eval" / "step_4_val_small" / "metrics.json").is_file()
 
 
 def test_hand_task_mixes_hand_records_of_each_source(mixture_config):

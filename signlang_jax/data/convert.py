@@ -260,11 +260,21 @@ def check_out(out: Path, add: bool) -> None:
         raise ConvertError(f"--out {out} is not empty; pass --add to add to it")
 
 
+def check_new_names(out: Path, names: list[str], what: str) -> None:
+    """ConvertError if a sample of `names` is already in `out` (--add must not overwrite)."""
+    taken = [n for n in names if (out / "labels" / f"{n}.json").exists()]
+    if taken:
+        raise ConvertError(f"--out {out}: {len(taken)} of the {what} would overwrite samples "
+                           f"already there (labels/{taken[0]}.json ...); convert into another "
+                           "--out, or remove those samples first")
+
+
 def convert(layout: KeypointMap, ann: Path, images: Path, out: Path, options: ConvertOptions,
             add: bool = False, val_fraction: float = 0.1) -> tuple[int, collections.Counter]:
     """Convert every person of `ann`; (samples written, dropped per reason)."""
     check_out(out, add)
     jobs, dropped = plan(ann, images, layout, options)  # every check before any write
+    check_new_names(out, [job.name for job in jobs], f"{len(jobs)} persons of {ann}")
     for sub in ("images", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []

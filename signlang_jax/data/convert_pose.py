@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import glob
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -350,6 +351,13 @@ def convert_pose(pairs: list[tuple[Path, Path]], out: Path, options: PoseOptions
     stems = collections.Counter(v.stem for _, v in pairs)
     for video in (v for _, v in pairs if stems[v.stem] > 1):  # their samples would collide
         raise ConvertError(f"{video}: two videos named {video.stem!r}; use separate --out")
+    for _, video in pairs:  # a video's frames belong together: none may be there already
+        pattern = f"{glob.escape(video.stem)}_f*.json"
+        if (out / "labels").is_dir() and any((out / "labels").glob(pattern)):
+            raise ConvertError(f"--out {out} already has frames of a video named "
+                               f"{video.stem!r} (labels/{video.stem}_f*.json); adding {video} "
+                               "would mix two videos under one name: use another --out or "
+                               "rename the video")
     plans = [plan_video(pose, video, options, dropped) for pose, video in pairs]
     for sub in ("images", "labels"):  # every check above, the first write below
         (out / sub).mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,10 @@ def _source_changes(saved: dict | None, now: dict | None) -> list[str]:
         return [f"the training data was {was}, now "
                 + ("a mixture (data.sources)" if now is not None else "a single dataset")]
     changes = []
+    order = [sorted(d, key=lambda n: d[n].get("position", 0)) for d in (saved, now)]
+    if set(saved) == set(now) and order[0] != order[1]:  # grain interleaves by position
+        changes.append(f"data.sources: the order was {', '.join(order[0])}, now "
+                       f"{', '.join(order[1])}")
     for name in sorted(saved.keys() | now.keys()):
         before, after = saved.get(name), now.get(name)
         if before is None or after is None:

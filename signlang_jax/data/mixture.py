@@ -24,13 +24,18 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grain
+import ml_collections
 import numpy as np
 
-SOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # metric names embed it: no '/' or spaces
+from signlang_jax.data.dataset import DatasetError, Problem
+
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # in metric names: no '/', '@', '..'
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +50,12 @@ class SourceSpec:
 def _entry(entry: object, where: str) -> SourceSpec:
     """One `[NAME=]ROOT[:WEIGHT]` string (or a (root, weight) pair) as a `SourceSpec`."""
     if isinstance(entry, Sequence) and not isinstance(entry, str) and len(entry) == 2:
-        root, weight = entry
-        text = f"{root}:{weight}"
-    elif isinstance(entry, str):
-        text = entry.strip()
+        name, rest = "", f"{entry[0]}:{entry[1]}"  # a pair names no source: '=' is the root's
+    elif isinstance(entry, str | int | float) and not isinstance(entry, bool):
+        text = str(entry).strip()  # config_flags reads a bare number as one
+        name, _, rest = text.partition("=") if "=" in text.split(":")[0] else ("", "", text)
     else:
         raise ValueError(f"{where}: {entry!r} is not 'ROOT:WEIGHT' or (ROOT, WEIGHT)")
-    name, _, rest = text.partition("=") if "=" in text.split(":")[0] else ("", "", text)
     root, weight = rest, "1"
     if ":" in rest:
         head, _, tail = rest.rpartition(":")
@@ -77,6 +81,8 @@ def _entry(entry: object, where: str) -> SourceSpec:
 def parse_sources(value: object) -> list[SourceSpec]:
     """The sources of `config.data.sources` ('' or () = none); `ValueError` naming the field."""
     where = f"--config.data.sources={value!r}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
     if isinstance(value, str):
         entries = [e for e in value.split(",") if e.strip()]
     elif isinstance(value, Sequence):
@@ -96,6 +102,17 @@ def mixture_weights(specs: Sequence[SourceSpec]) -> list[float]:
     """The sources' weights normalised to sum to 1."""
     total = sum(s.weight for s in specs)
     return [s.weight / total for s in specs]
+
+
+def mixing_proportions(weights: Sequence[float]) -> list[int]:
+    """The integer proportions grain interleaves by: the smallest weight 100, the rest rounded.
+
+    grain scales any weights so the smallest is 100 and truncates the others with int(); given
+    integers with the smallest exactly 100 it keeps them, so each share is the weight's to
+    within 0.5 / 100 of the smallest weight (2 : 3 -> 100 : 150, not 100 : 149).
+    """
+    smallest = min(weights)
+    return [round(100 * w / smallest) for w in weights]
 
 
 class _Part:
@@ -166,9 +183,9 @@ class MixtureSource:
                                              strict=False)}
 
     def state_fields(self) -> dict[str, dict]:
-        """Per source: digest and weight (what a saved data position depends on)."""
-        return {n: {"digest": self.source_digests[n], "weight": round(w, 12)}
-                for n, w in zip(self.names, self.weights, strict=True)}
+        """Per source: digest, weight and position (what a saved data position depends on)."""
+        return {n: {"digest": self.source_digests[n], "weight": round(w, 12), "position": k}
+                for k, (n, w) in enumerate(zip(self.names, self.weights, strict=True))}
 
     def __repr__(self) -> str:
         # grain compares repr(source) on restore: make it depend on the content only.
@@ -188,10 +205,55 @@ def mixed_train_dataset(source: MixtureSource, seed: int, shard_index: int = 0,
     for k, name in enumerate(source.names):
         part = grain.MapDataset.source(source.part(k))[shard_index::shard_count]
         if not len(part):
-            raise ValueError(f"data.sources: {name!r} has {len(source.part(k))} training "
-                             f"samples, none for process {shard_index} of {shard_count}")
+            raise DatasetError([Problem("data.sources", "", f"{name!r} has "
+                                        f"{len(source.part(k))} training samples, none for "
+                                        f"process {shard_index} of {shard_count}", "empty_split")])
         total += len(part)
         part_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         parts.append(part.shuffle(seed=part_seed).repeat(None))
-    mixed = grain.MapDataset.mix(parts, list(source.weights))
+    mixed = grain.MapDataset.mix(parts, mixing_proportions(source.weights))
     return mixed if num_epochs is None else mixed[: num_epochs * total]
+
+
+def mixture_records(data: ml_collections.ConfigDict, split: str,
+                    load: Callable[[ml_collections.ConfigDict, str], object],
+                    wrap: Callable[[object], object] | None = None) -> MixtureSource:
+    """The `MixtureSource` of `split` over `data.sources`: `load(data with root, split)` each.
+
+    `wrap` turns each source's records into the task's (HandSource for task="hand"). A source
+    without val samples (e.g. pseudo-labels whose videos all hashed into train) is trained on
+    but left out of validation, with a message; a mixture with no val sample is refused.
+    """
+    parts, kept = [], []
+    for spec in parse_sources(data.get("sources") or ""):
+        source_data = data.copy_and_resolve_references()
+        with source_data.unlocked():
+            source_data.root = spec.root
+        try:
+            records = load(source_data, split)
+        except DatasetError as e:
+            if split == "val" and {p.kind for p in e.problems} == {"empty_split"}:
+                print(f"data.sources: {spec.name!r} ({spec.root}) has no val samples: it is "
+                      "trained on, not validated", file=sys.stderr)
+                continue
+            raise _in_source(e, spec.root) from None
+        parts.append(wrap(records) if wrap else records)
+        kept.append(spec)
+    if not parts:
+        raise DatasetError([Problem("data.sources", "", f"no source has {split} samples",
+                                    "empty_split")])
+    return MixtureSource(parts, kept)
+
+
+def _in_source(error: DatasetError, root: str) -> DatasetError:
+    """`error` with its root-relative file names under the source's `root`."""
+    problems = []
+    for p in error.problems:
+        if p.kind == "missing_dir":
+            p = dataclasses.replace(p, message="is not a directory (a data.sources folder: "
+                                    "check --config.data.sources)")
+        elif not (Path(p.file).is_absolute() or Path(p.file) == Path(root)
+                  or Path(root) in Path(p.file).parents):
+            p = dataclasses.replace(p, file=str(Path(root) / p.file))
+        problems.append(p)
+    return DatasetError(problems)

@@ -31,7 +31,6 @@ resume with another count is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -65,7 +64,12 @@ from signlang_jax.data.hand_crops import (
     hand_jitter,
     training_weights,
 )
-from signlang_jax.data.mixture import MixtureSource, mixed_train_dataset, parse_sources
+from signlang_jax.data.mixture import (
+    MixtureSource,
+    mixed_train_dataset,
+    mixture_records,
+    parse_sources,
+)
 from signlang_jax.data.report import format_report
 
 FORMATS: tuple[str, ...] = ("folder", "array_record")  # config.data.format
@@ -315,25 +319,15 @@ def task_records(config: ml_collections.ConfigDict, split: str
     """The records `config.task` trains on: the split's samples, or two hand records each.
 
     With `config.data.sources` (`signlang_jax.data.mixture`), a `MixtureSource` over every
-    source's split, each read and validated as `data.root` would be.
+    source's split, each read and validated as `data.root` would be. A source without val
+    samples (e.g. pseudo-labels whose videos all hashed into train) is trained on but left out
+    of validation, with a message; a mixture with no val sample at all is refused.
     """
     hands = config.get("task", "wholebody") == "hand"
-    specs = parse_sources(config.data.get("sources") or "")
-    if not specs:
+    if not parse_sources(config.data.get("sources") or ""):
         records = load_records(config.data, split)
         return HandSource(records) if hands else records
-    parts = []
-    for spec in specs:
-        data = config.data.copy_and_resolve_references()
-        with data.unlocked():
-            data.root = spec.root
-        try:
-            records = load_records(data, split)
-        except DatasetError as e:  # its files are relative to the source: say which source
-            raise DatasetError([p if Path(p.file).is_absolute() else dataclasses.replace(
-                p, file=str(Path(spec.root) / p.file)) for p in e.problems]) from None
-        parts.append(HandSource(records) if hands else records)
-    return MixtureSource(parts, specs)
+    return mixture_records(config.data, split, load_records, HandSource if hands else None)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str, *,
