@@ -48,9 +48,7 @@ class MetricLogger:
             self._bar.set_postfix(loss=f"{named['train/loss']:.3g}",
                                   img_s=f"{named.get('train/images_per_sec', 0):.1f}")
         if any(k.startswith("val/") for k in named):
-            self.print(f"step {step}: " + ", ".join(
-                f"{k.removeprefix('val/')}={v:.4f}" for k, v in named.items()
-                if k.startswith("val/")))
+            self.print(val_summary(step, named))
 
     def skeletons(self, step: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Log (image, keypoints) pairs as images with the skeleton drawn."""
@@ -71,3 +69,24 @@ class MetricLogger:
         if self.enabled:
             self._writer.close()
             self._jsonl.close()
+
+
+def val_summary(step: int, values: dict[str, float]) -> str:
+    """The printed val line: every overall metric, then a short line per mixture source.
+
+    A key val/NAME/METRIC is a source's when val/METRIC is an overall key too; its line keeps
+    the metrics without a group suffix (loss, pck@T, hand_pck@0.2), so N sources add N lines.
+    """
+    overall, sources = [], {}
+    for key, value in values.items():
+        if not key.startswith("val/"):
+            continue
+        _, head, *rest = key.split("/")
+        if rest and f"val/{'/'.join(rest)}" in values:
+            if len(rest) == 1:
+                sources.setdefault(head, []).append(f"{rest[0]}={value:.4f}")
+        else:
+            overall.append(f"{key.removeprefix('val/')}={value:.4f}")
+    lines = [f"step {step}: " + ", ".join(overall)]
+    lines += [f"  {name}: " + ", ".join(parts) for name, parts in sources.items()]
+    return "\n".join(lines)

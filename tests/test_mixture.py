@@ -323,3 +323,15 @@ def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
     assert straight.keys() == resumed.keys()
     for key in straight:
         np.testing.assert_array_equal(straight[key], resumed[key], err_msg=key)
+
+
+def test_printed_val_line_keeps_sources_short():
+    from signlang_jax.metric_log import val_summary
+
+    values = {"val/loss": 0.1, "val/pck@0.1": 0.5, "val/pck@0.1/left_hand": 0.4,
+              "val/big/loss": 0.2, "val/big/pck@0.1": 0.6, "val/big/pck@0.1/left_hand": 0.3,
+              "val/small/pck@0.1": 0.125, "train/loss": 1.0}
+    assert val_summary(4, values) == (
+        "step 4: loss=0.1000, pck@0.1=0.5000, pck@0.1/left_hand=0.4000\n"
+        "  big: loss=0.2000, pck@0.1=0.6000\n"
+        "  small: pck@0.1=0.1250")
