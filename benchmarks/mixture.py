@@ -190,7 +190,7 @@ def evaluate(workdir: Path, data: Path, out: Path) -> dict:
 
 
 def compare_training(synth: Path, coco: Path, out: Path, steps: int,
-                     base: Path | None = None) -> None:
+                     base: Path | None = None, seed: int = 0) -> None:
     """Synthetic-only vs mixture, same steps; both evaluated on both val splits.
 
     With `base` (a synthetic-only run, e.g. runs/demo) both continue from its checkpoint, and
@@ -207,7 +207,7 @@ def compare_training(synth: Path, coco: Path, out: Path, steps: int,
                          m["pck@0.1"]["all"], m["pck@0.1"]["body"], m["pck@0.1"]["left_hand"],
                          m["pck@0.1"]["right_hand"], m["hand_pck@0.2"]["hands"], 0.0))
     for label, (workdir, flags) in runs.items():
-        seconds = train(workdir, steps, base, *flags)
+        seconds = train(workdir, steps, base, f"--config.seed={seed}", *flags)
         for source, data in (("synth", synth), ("coco", coco)):
             m = evaluate(workdir, data, out / f"eval_{workdir.name}_{source}")
             rows.append((label, source, m["num_images"], m["pck@0.1"]["all"],
@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=600)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="config.seed of both runs")
     parser.add_argument("--from", dest="base", type=Path, default=None,
                         help="continue both runs from this synthetic-only run (e.g. runs/demo) "
                         "instead of training from scratch")
@@ -249,7 +250,7 @@ def main() -> None:
     sampled_shares(args.synth, coco)
     if not args.skip_training:
         compare_training(args.synth.resolve(), coco.resolve(), args.out.resolve(), args.steps,
-                         args.base.resolve() if args.base else None)
+                         args.base.resolve() if args.base else None, args.seed)
 
 
 if __name__ == "__main__":
