@@ -333,3 +333,17 @@ def test_training_on_a_pack_equals_training_on_the_folder(train_config, tmp_path
     assert folder_metrics == packed_metrics
     for a, b in zip(folder_params, packed_params, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_mixture_of_packs_gives_the_batches_of_the_same_folders(folder_and_pack, tmp_path):
+    folder, packed = folder_and_pack
+    other = write_dataset(tmp_path / "other", 20, seed=5, size=(30, 40))
+    assert pack.main(["--data-root", str(other), "--out", str(tmp_path / "other_packed"),
+                      "--val-fraction", "0.25", "--quiet"]) == 0
+    folder.data.sources = f"a={folder.data.root}:1,b={other}:3"
+    packed.data.sources = f"a={packed.data.root}:1,b={tmp_path / 'other_packed'}:3"
+    expected = _take(iter(make_dataset(folder, "train")), 6)
+    _assert_batches_equal(expected, _take(iter(make_dataset(packed, "train")), 6))
+    expected = list(make_dataset(folder, "val"))
+    assert len(expected) >= 2
+    _assert_batches_equal(expected, list(make_dataset(packed, "val")))
