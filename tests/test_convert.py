@@ -224,3 +224,24 @@ def test_existing_split_files_get_the_new_samples(tmp_path, capsys):
     # at 0.7 scene_300 and scene_302 are val: only scene_301 joins train.txt
     assert _listed(out / "splits" / "train.txt") == ["other_2", "scene_100", "scene_301"]
     assert not (out / "splits" / "val.txt").exists()  # val is everything else
+
+
+def test_workers_write_the_same_files(tmp_path):
+    import shutil
+
+    _, data = write_fixture(tmp_path, "halpe")
+    for n, name in ((8, "scene_b.png"), (9, "scene_c.png")):  # three images, three persons each
+        shutil.copy(tmp_path / "scene.png", tmp_path / name)
+        data["images"].append({**data["images"][0], "id": n, "file_name": name})
+        data["annotations"] += [{**a, "id": 10 * n + k, "image_id": n}
+                                for k, a in enumerate(data["annotations"][:3])]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        assert convert.main(["halpe", "--ann", str(tmp_path / "ann.json"), "--images",
+                             str(tmp_path), "--out", str(out), "--min-box", "16", "--workers",
+                             workers]) == 0
+        outputs.append({p.relative_to(out).as_posix(): p.read_bytes()
+                        for p in sorted(out.rglob("*")) if p.is_file()})
+    assert len(outputs[0]) == 18 and outputs[0] == outputs[1]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ from signlang_jax.data.augment import warp_image
 from signlang_jax.data.dataset import SPLITS, is_val_stem, read_split_file
 from signlang_jax.keypoint_maps import COCO_WHOLEBODY, HALPE, KeypointMap
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
-from signlang_jax.synth.stills import write_atomic
+from signlang_jax.synth.stills import run_jobs, write_atomic
 
 JPEG_QUALITY = 95
 # COCO-WholeBody's per-part arrays, in the order of `keypoint_maps.COCO_WHOLEBODY`.
@@ -205,14 +206,17 @@ def write_crop(out: Path, name: str, image: np.ndarray, box: np.ndarray, points:
     write_atomic(out / "labels" / f"{name}.json", json.dumps(label).encode())
 
 
-def write_person(job: PersonJob, out: Path, options: ConvertOptions) -> None:
-    """Cut, resize and write one person (image first, label last: a label means a whole image)."""
-    image = cv2.imread(str(job.image_path), cv2.IMREAD_COLOR)
+def write_people(jobs: list[PersonJob], out: Path, options: ConvertOptions) -> int:
+    """Cut, resize and write the persons of one image (decoded once); how many were written."""
+    image = cv2.imread(str(jobs[0].image_path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ConvertError(f"{job.image_path}: cannot read this image (annotation "
-                           f"{job.source['annotation']} of {job.source['annotations']})")
-    write_crop(out, job.name, image, job.box, job.points, job.hand_valid, job.source,
-               options.size, options.margin, str(job.image_path))
+        source = jobs[0].source
+        raise ConvertError(f"{jobs[0].image_path}: cannot read this image (annotation "
+                           f"{source['annotation']} of {source['annotations']})")
+    for job in jobs:
+        write_crop(out, job.name, image, job.box, job.points, job.hand_valid, job.source,
+                   options.size, options.margin, str(job.image_path))
+    return len(jobs)
 
 
 def split_files(out: Path) -> dict[str, Path]:
@@ -270,19 +274,23 @@ def check_new_names(out: Path, names: list[str], what: str) -> None:
 
 
 def convert(layout: KeypointMap, ann: Path, images: Path, out: Path, options: ConvertOptions,
-            add: bool = False, val_fraction: float = 0.1) -> tuple[int, collections.Counter]:
-    """Convert every person of `ann`; (samples written, dropped per reason)."""
+            add: bool = False, val_fraction: float = 0.1, workers: int = 1
+            ) -> tuple[int, collections.Counter]:
+    """Convert every person of `ann` with `workers` processes; (written, dropped per reason)."""
     check_out(out, add)
     jobs, dropped = plan(ann, images, layout, options)  # every check before any write
     check_new_names(out, [job.name for job in jobs], f"{len(jobs)} persons of {ann}")
     for sub in ("images", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    written = []
+    by_image: dict[Path, list[PersonJob]] = {}
+    for job in jobs:  # each image is decoded once, however many persons it holds
+        by_image.setdefault(job.image_path, []).append(job)
+    write = functools.partial(write_people, out=out, options=options)
     try:
-        for job in jobs:
-            write_person(job, out, options)
-            written.append(job.name)
-    finally:  # also after a failure: what was written joins its split
+        for _ in run_jobs(write, list(by_image.values()), max(1, min(workers, len(by_image)))):
+            pass
+    finally:  # also after a failure: what was written joins its split (none existed before)
+        written = [j.name for j in jobs if (out / "labels" / f"{j.name}.json").exists()]
         extend_splits(out, hash_splits(written, val_fraction))
     return len(jobs), dropped
 
@@ -319,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--min-hand-points", type=int, default=d.min_hand_points,
                          help="drop persons with fewer labelled hand points (default "
                          "%(default)s)")
+        sub.add_argument("--workers", type=int, default=1,
+                         help="processes cutting images, each image decoded once (default "
+                         "%(default)s)")
     # Imported here: convert_pose imports this module (and pose-format only when it runs).
     from signlang_jax.data import convert_pose
 
@@ -338,13 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         from signlang_jax.data import convert_pose
 
         return convert_pose.run(args, parser)
-    if args.min_box < 0 or args.min_hand_points < 0:
-        parser.error("--min-box and --min-hand-points must be >= 0")
+    if args.min_box < 0 or args.min_hand_points < 0 or args.workers < 1:
+        parser.error("--min-box and --min-hand-points must be >= 0, --workers >= 1")
     layout = COCO_WHOLEBODY if args.format == "coco-wholebody" else HALPE
     options = ConvertOptions(args.size, args.margin, args.min_box, args.min_hand_points)
     try:
         kept, dropped = convert(layout, Path(args.ann), Path(args.images), Path(args.out),
-                                options, args.add, args.val_fraction)
+                                options, args.add, args.val_fraction, args.workers)
     except ConvertError as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1

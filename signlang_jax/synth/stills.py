@@ -11,10 +11,10 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -141,9 +141,10 @@ def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int 
             bar.update()
 
 
-def run_jobs(job: Callable[[int], T], indices: range, workers: int, chunksize: int = 1
+def run_jobs(job: Callable[[Any], T], indices: Iterable[Any], workers: int, chunksize: int = 1
              ) -> Iterator[T]:
-    """job(i) for every index, in this process (workers == 1) or a pool; results as they end.
+    """job(i) for every index (or item), in this process (workers == 1) or a pool; results as
+    they end.
 
     One OpenCV thread per process: the processes are the parallelism.
     """
