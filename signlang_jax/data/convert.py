@@ -2,8 +2,9 @@
 
     python -m signlang_jax.data.convert coco-wholebody --ann person_keypoints_wholebody.json \
         --images train2017/ --out coco_wb [--size 256] [--margin 0.25] [--min-box 32] \
-        [--min-hand-points 0] [--add]
+        [--min-hand-points 0] [--workers 1] [--add]
     python -m signlang_jax.data.convert halpe --ann halpe_train.json --images hico/ --out halpe
+    python -m signlang_jax.data.convert pose --pose poses/ --video videos/ --out my_signers
 
 One sample per annotated person that passes the filters (not crowd, a box of at least
 `--min-box` pixels, at least `--min-hand-points` labelled hand points), cut as a square around
