@@ -28,7 +28,12 @@ from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.models import BACKBONES, DTYPES
 from signlang_jax.models.layers import DECONV_IMPLS, DECONV_PADDING
-from signlang_jax.validation import HAND_METRIC_NAMES, METRIC_NAMES, metric_names
+from signlang_jax.validation import (
+    HAND_METRIC_NAMES,
+    METRIC_NAMES,
+    metric_names,
+    split_source_metric,
+)
 
 # Enums the trainer dispatches on (train.py's make_optimizer / make_schedule).
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -149,18 +154,9 @@ def _sources(value: object) -> str | None:
     return None
 
 
-def _split_source_metric(name: str) -> tuple[str, str]:
-    """('NAME', 'val/METRIC') of a per-source metric 'val/NAME/METRIC', else ('', name)."""
-    parts = name.split("/")
-    if len(parts) >= 3 and parts[0] == "val" and f"val/{'/'.join(parts[2:])}" in (
-            METRIC_NAMES + HAND_METRIC_NAMES):
-        return parts[1], f"val/{'/'.join(parts[2:])}"
-    return "", name
-
-
 def _best_metric(value: object) -> str | None:
     names = tuple(dict.fromkeys(METRIC_NAMES + HAND_METRIC_NAMES))
-    if isinstance(value, str) and _split_source_metric(value)[1] in names:
+    if isinstance(value, str) and split_source_metric(value)[1] in names:
         return None
     return ("must be one of " + ", ".join(repr(n) for n in names)
             + ", or 'val/SOURCE/...' with a data.sources name")
@@ -327,7 +323,7 @@ def _task_checks(values: dict[str, object]) -> list[str]:
         problems.append(f"{_flag('model.num_keypoints', count)}: must be "
                         f"{TASK_KEYPOINTS[task]} for task={task!r}")
     metric = values.get("train.best_metric")
-    source, overall = _split_source_metric(metric) if metric is not None else ("", None)
+    source, overall = split_source_metric(metric) if metric is not None else ("", None)
     if metric is not None and overall not in metric_names(task):
         problems.append(f"{_flag('train.best_metric', metric)}: must be one of "
                         f"{', '.join(metric_names(task))} for task={task!r}")

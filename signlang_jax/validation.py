@@ -116,14 +116,22 @@ def _source_groups(samples: Sequence) -> dict[str, int | None]:
     return {"": None, **({n: k for k, n in enumerate(names)} if names else {})}
 
 
+def split_source_metric(name: str) -> tuple[str, str]:
+    """('NAME', 'val/METRIC') of a per-source metric 'val/NAME/METRIC', else ('', name)."""
+    parts = name.split("/")
+    overall = "/".join(["val", *parts[2:]])
+    if len(parts) >= 3 and parts[0] == "val" and overall in (*METRIC_NAMES, *HAND_METRIC_NAMES):
+        return parts[1], overall
+    return "", name
+
+
 def check_metric_source(metric: str, samples: Sequence) -> None:
     """Raise `ConfigError` if `metric` is val/NAME/... for a source that is not validated."""
-    parts = metric.split("/")
+    source, _ = split_source_metric(metric)
     names = getattr(samples, "names", ())
-    if len(parts) >= 3 and "/".join(["val", *parts[2:]]) in (*METRIC_NAMES, *HAND_METRIC_NAMES) \
-            and parts[1] not in names:
-        raise ConfigError(f"train.best_metric={metric!r}: source {parts[1]!r} is not validated "
-                         f"(it has no val samples); validated: {', '.join(names) or 'none'}")
+    if source and source not in names:
+        raise ConfigError(f"train.best_metric={metric!r}: source {source!r} is not validated "
+                          f"(it has no val samples); validated: {', '.join(names) or 'none'}")
 
 
 def source_metrics(metrics: dict[str, float], name: str) -> dict[str, float]:

@@ -147,7 +147,6 @@ class MixtureSource:
     def __init__(self, parts: Sequence[object], specs: Sequence[SourceSpec]) -> None:
         if len(parts) != len(specs) or not parts:
             raise ValueError("a mixture needs one record source per spec, at least one")
-        self.specs = tuple(specs)
         self.names = tuple(s.name for s in specs)
         self.weights = tuple(mixture_weights(specs))
         self.offsets = tuple(int(o) for o in np.cumsum([0] + [len(p) for p in parts]))
