@@ -30,9 +30,9 @@ from flax import nnx
 from configs import default
 from interop import to_onnx
 from interop.convert import nchw_to_nhwc, nhwc_to_nchw, to_torch
+from signlang_jax.inference.restore import load_checkpoint
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
-from signlang_jax.restore import load_checkpoint
 
 
 def load_model(checkpoint: str | None) -> tuple[nnx.Module, object]:

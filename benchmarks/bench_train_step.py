@@ -21,7 +21,7 @@ import torch
 
 from configs import default, demo
 from interop.torch_model import TorchHeatmapModel
-from signlang_jax import train as train_lib
+from signlang_jax.training import train as train_lib
 
 
 def host_heatmaps(keypoints: np.ndarray, image_size: int, heatmap_size: int,

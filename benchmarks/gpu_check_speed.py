@@ -53,7 +53,7 @@ def train_step_speed(config: object, batch_size: int, timed_steps: int
     """(images/s, seconds/step, compiled FLOPs/step, lowered FLOPs/step) of the real step."""
     import jax
 
-    from signlang_jax import train as train_lib
+    from signlang_jax.training import train as train_lib
 
     config = config.copy_and_resolve_references()
     config.train.batch_size = batch_size

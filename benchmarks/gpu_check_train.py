@@ -72,8 +72,8 @@ def check_training(config: object, workdir: Path) -> list[Check]:
     """Train with the real trainer in workdir; check dtype, completion and the loss curve."""
     import jax.numpy as jnp
 
-    from signlang_jax import train as train_lib
     from signlang_jax.models import resolve_dtype
+    from signlang_jax.training import train as train_lib
 
     expected = "float32" if _backend() == "cpu" else "bfloat16"
     dtype = jnp.dtype(resolve_dtype(config.model.dtype)).name

@@ -7,7 +7,8 @@ Renders a held-out synthetic set (a seed never used for training or tuning; 48 i
 body run's synthetic size by default), predicts it with the body model, then with the hand stage
 under three merge rules (always replace, the default; replace where the hand score >= 0.2;
 replace where the hand score beats the body model's), and prints the hand metrics of each side
-by side (signlang_jax.metrics.hand_metrics). Then the FLOPs per image (XLA's cost analysis) of
+by side (signlang_jax.evaluation.metrics.hand_metrics). Then the
+FLOPs per image (XLA's cost analysis) of
 the default 512 body model, the default 128 hand model and the pair (body + two crops), and
 optionally a close-up figure of one held-out hand: body model alone vs body + hand stage.
 """
@@ -25,15 +26,15 @@ import jax
 import numpy as np
 from flax import nnx
 
-from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.pipeline import SampleSource, load_split, record_image
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.evaluate import predict_split
-from signlang_jax.hand_stage import merge_hand
-from signlang_jax.inference import Predictor, load_hand_stage, load_model
+from signlang_jax.evaluation.metrics import hand_metrics
+from signlang_jax.inference.hand_stage import merge_hand
+from signlang_jax.inference.predictor import Predictor, load_hand_stage, load_model
 from signlang_jax.keypoints import GROUPS
-from signlang_jax.metrics import hand_metrics
 from signlang_jax.models import create_model
+from signlang_jax.training.compile_cache import enable_compilation_cache
 
 COLUMNS = ("pck@0.05", "pck@0.1", "pck@0.2_own_box", "oks_ap_own_box", "epe_px")
 

@@ -106,8 +106,8 @@ def time_conversions(out: Path, persons: int) -> Path:
 def time_pose_conversion(out: Path, frames: int = 300) -> None:
     """A synthetic 640x360 clip + our .pose of its labels -> `convert pose`; frames/s."""
     from signlang_jax.data.convert_pose import PoseOptions, convert_pose
+    from signlang_jax.data.sequence_files import KeypointSequence, write_pose
     from signlang_jax.synth.clips import render_clip
-    from signlang_jax.video.formats import KeypointSequence, write_pose
 
     folder = out / "pose_clip"
     folder.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from signlang_jax.data.videos import find_inputs
+from signlang_jax.evaluation.metrics import acceleration_sums, pck_counts, pck_summary
+from signlang_jax.inference.onnx_runtime import load_onnx
+from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.keypoints import GROUPS
-from signlang_jax.metrics import acceleration_sums, pck_counts, pck_summary
 from signlang_jax.synth.clips import clip_dir, generate_clips
 from signlang_jax.video.cli import JobSettings, process_video
-from signlang_jax.video.models import RegionPredictor, load_jax, load_onnx
 from signlang_jax.video.sequence import SequenceProcessor
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams
-from signlang_jax.video.sources import find_inputs
 from signlang_jax.video.tracking import TrackingParams, signer_region
 
 TEST_SEED, TUNE_SEED = 11, 12

@@ -3,7 +3,7 @@
 The whole-body graph carries the 64-point schema (names, flip permutation, groups, skeleton);
 the hand graph (config.task = "hand") carries the 21 hand joints, the hand skeleton and the crop
 rule it was trained with (`signlang_jax.crop.HandCropRule`), so that an onnxruntime-only
-deployment (`signlang_jax.onnx_runtime`) cuts the same crops as the JAX predictor.
+deployment (`signlang_jax.inference.onnx_runtime`) cuts the same crops as the JAX predictor.
 """
 
 from __future__ import annotations

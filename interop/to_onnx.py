@@ -310,7 +310,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int |
     replaced only then.
     """
     require_export_packages()
-    from signlang_jax.restore import split_spec
+    from signlang_jax.inference.restore import split_spec
 
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset}: the exporter needs opset {MIN_OPSET} or newer")
@@ -343,7 +343,7 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
     import torch
 
     from interop.convert import to_torch
-    from signlang_jax.restore import load_checkpoint
+    from signlang_jax.inference.restore import load_checkpoint
 
     started = time.perf_counter()
     loaded = load_checkpoint(checkpoint, step)
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
 
         absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notices
     try:
-        from signlang_jax.restore import CheckpointError
+        from signlang_jax.inference.restore import CheckpointError
     except ImportError as e:
         print(f"ERROR {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -199,3 +201,21 @@ def hand_crop_matrices(keypoints: np.ndarray, rule: HandCropRule, size: int
         out.append((hand, None if region is None else
                     crop_matrix(region, size, mirror=hand == MIRRORED_HAND)))
     return out
+
+
+def full_frame_region(width: int, height: int) -> Region:
+    """The square that letterboxes a whole width x height frame (`letterbox_matrix`'s)."""
+    return Region((width - 1) / 2, (height - 1) / 2, float(max(width, height)))
+
+
+def part_boxes(gt: np.ndarray, indices: Sequence[int]) -> np.ndarray:
+    """Tight boxes (N, 4) x, y, w, h of the visible ground-truth points of one part (0 if < 2)."""
+    pts = gt[:, list(indices)]
+    vis = pts[..., 2] > 0
+    big = np.where(vis[..., None], pts[..., :2], np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+    boxes = np.concatenate([lo, hi - lo], axis=1)
+    boxes[vis.sum(1) < 2] = 0
+    return np.nan_to_num(boxes)

@@ -27,9 +27,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from signlang_jax.cli_args import add_checkpoint_arguments, add_dtype_argument, add_hand_arguments
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
-from signlang_jax.compile_cache import enable_compilation_cache
+from signlang_jax.crop import HANDS, part_boxes
 from signlang_jax.data.dataset import ALL_SPLIT, SPLITS, DatasetError
 from signlang_jax.data.iterator import make_iterator
 from signlang_jax.data.mixture import parse_sources
@@ -42,14 +41,29 @@ from signlang_jax.data.pipeline import (
     record_image,
 )
 from signlang_jax.errors import ConfigError, TrainingError
-from signlang_jax.eval_report import (
+from signlang_jax.evaluation.metrics import (
+    HAND_PCK_THRESHOLD,
+    coco_keypoint_ap,
+    hand_metrics,
+    hand_pck,
+    oks,
+    part_pck_counts,
+    pck_counts,
+    pck_summary,
+)
+from signlang_jax.evaluation.report import (
     GROUP_NAMES,
     HAND_PCK_NAME,
     format_hand_table,
     format_table,
     write_report,
 )
-from signlang_jax.inference import (
+from signlang_jax.inference.cli_args import (
+    add_checkpoint_arguments,
+    add_dtype_argument,
+    add_hand_arguments,
+)
+from signlang_jax.inference.predictor import (
     DECODERS,
     Predictor,
     load_for_inference,
@@ -57,16 +71,7 @@ from signlang_jax.inference import (
     to_original,
 )
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
-from signlang_jax.metrics import (
-    coco_keypoint_ap,
-    hand_metrics,
-    oks,
-    part_boxes,
-    part_pck_counts,
-    pck_counts,
-    pck_summary,
-)
-from signlang_jax.validation import HAND_PCK_THRESHOLD, HANDS, hand_pck
+from signlang_jax.training.compile_cache import enable_compilation_cache
 
 # Problems of the user's files, flags or checkpoint: one ERROR line, no traceback.
 USER_ERRORS = (DatasetError, ConfigError, TrainingError, ValueError, OSError)
@@ -223,7 +228,7 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, bbox: np.ndarray,
     for hand in HANDS:
         metrics["oks_ap"][f"{hand}_own_box"] = coco_keypoint_ap(
             pred, gt, part_boxes(gt, GROUPS[hand]), GROUPS[hand])
-    # The same numbers as training's val/hand_pck@0.2 metrics (signlang_jax.validation).
+    # The same numbers as training's val/hand_pck@0.2 metrics (signlang_jax.training.validation).
     summary = hand_pck({hand: part_pck_counts(pred, gt, GROUPS[hand], HAND_PCK_THRESHOLD)
                         for hand in HANDS})
     name = f"val/{HAND_PCK_NAME}"

@@ -18,18 +18,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from signlang_jax.cli_args import add_checkpoint_arguments, add_dtype_argument, add_hand_arguments
-from signlang_jax.compile_cache import enable_compilation_cache
 from signlang_jax.data.dataset import IMAGE_EXTENSIONS, DatasetError, read_image
 from signlang_jax.draw import draw_skeleton, write_rgb
-from signlang_jax.inference import (
+from signlang_jax.inference.cli_args import (
+    add_checkpoint_arguments,
+    add_dtype_argument,
+    add_hand_arguments,
+)
+from signlang_jax.inference.predictor import (
     DECODERS,
     Predictor,
     load_hand_stage,
     load_model,
 )
 from signlang_jax.keypoints import KEYPOINT_NAMES
-from signlang_jax.train import TrainingError
+from signlang_jax.training.compile_cache import enable_compilation_cache
+from signlang_jax.training.train import TrainingError
 
 
 def prediction_label(keypoints: np.ndarray, image_name: str, width: int, height: int,

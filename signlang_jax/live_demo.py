@@ -16,7 +16,7 @@ import time
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface."""
-    from signlang_jax.cli_args import (
+    from signlang_jax.inference.cli_args import (
         add_checkpoint_arguments,
         add_dtype_argument,
         add_hand_arguments,
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         # Takes effect because no JAX computation has run yet in this process.
         jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
 
-    from signlang_jax import compile_cache
     from signlang_jax.errors import TrainingError
-    from signlang_jax.video.models import load_jax
+    from signlang_jax.inference.region import load_jax
+    from signlang_jax.training import compile_cache
     from signlang_jax.video.overlay import annotate
     from signlang_jax.video.sequence import DEFAULT_SMOOTHING, DEFAULT_TRACKING, SequenceProcessor
 

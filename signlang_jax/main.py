@@ -66,12 +66,12 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's and orbax's INFO lines off the console
 
-    from signlang_jax.compile_cache import enable_compilation_cache
     from signlang_jax.data.dataset import DatasetError
     from signlang_jax.data.iterator import DataChangedError
-    from signlang_jax.distributed import initialize_distributed
     from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
-    from signlang_jax.train import train_and_evaluate
+    from signlang_jax.training.compile_cache import enable_compilation_cache
+    from signlang_jax.training.distributed import initialize_distributed
+    from signlang_jax.training.train import train_and_evaluate
 
     workdir = _WORKDIR.value
     if workdir is None:

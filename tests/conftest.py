@@ -81,7 +81,7 @@ def train_config(synth_root: Path):
 @pytest.fixture(scope="session")
 def tiny_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workdir trained for 4 steps with tests/tiny_config.py (checkpoints at 2 and 4)."""
-    from signlang_jax.train import train_and_evaluate
+    from signlang_jax.training.train import train_and_evaluate
     from tests import tiny_config
 
     config = tiny_config.get_config()
@@ -96,7 +96,7 @@ def checkpoint_arrays(workdir: Path, config, step: int | None = None) -> dict:
     """Every array of the training state saved at `step` (default: latest) of a workdir."""
     import jax
 
-    from signlang_jax import checkpoints, train
+    from signlang_jax.training import checkpoints, train
 
     _, state, _ = train.create_state(config, 10)
     # With this process's sharding: a checkpoint written by several processes restores here.

@@ -3,7 +3,8 @@
 Shared by tests/test_chaos.py and benchmarks/chaos.py. Progress is read from the workdir, never
 from stdout (tqdm and Python buffer it): step folders and orbax's in-flight
 `<step>.orbax-checkpoint-tmp*` folders under checkpoints/, and the lines of metrics.jsonl. The loop
-in `signlang_jax.train` logs the train line of an eval step, then validates, then logs the val line,
+in `signlang_jax.training.train` logs the train line of an eval step, then validates, then logs
+the val line,
 then saves; a save runs asynchronously while the next steps train.
 
 Phases a kill can land in, judged from the workdir (checked again after the kill, when nothing

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from signlang_jax.codec import decode_heatmaps, heatmap_loss, per_keypoint_mse, render_heatmaps
-from signlang_jax.metrics import pck_counts, pck_summary
+from signlang_jax.evaluation.metrics import pck_counts, pck_summary
 
 
 def test_render_exact_values():
@@ -135,8 +135,9 @@ def test_flip_back_aligns_mirrored_predictions():
 
 
 def test_oks_hand_computed_and_coco_ap():
+    from signlang_jax.crop import part_boxes
+    from signlang_jax.evaluation.metrics import coco_keypoint_ap, oks
     from signlang_jax.keypoints import OKS_SIGMAS
-    from signlang_jax.metrics import coco_keypoint_ap, oks, part_boxes
 
     rng = np.random.default_rng(0)
     gt = np.zeros((6, 64, 3))

@@ -8,16 +8,16 @@ import ml_collections
 import pytest
 
 from configs import default, demo
-from signlang_jax.config_check import validate_config
-from signlang_jax.config_history import (
+from signlang_jax.errors import ConfigError
+from signlang_jax.training.config_check import validate_config
+from signlang_jax.training.config_history import (
     ARCHITECTURE_FIELDS,
     config_differences,
     format_config_warnings,
     load_previous_config,
     record_config,
 )
-from signlang_jax.errors import ConfigError
-from signlang_jax.validation import HAND_METRIC_NAMES, METRIC_NAMES
+from signlang_jax.training.validation import HAND_METRIC_NAMES, METRIC_NAMES
 from tests import tiny_config
 
 HEADER_1 = "the config has 1 problem; fix them on the command line or in the config file:\n  "

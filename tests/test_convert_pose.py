@@ -20,10 +20,10 @@ import pytest
 from signlang_jax.data import convert
 from signlang_jax.data.augment import warp_image
 from signlang_jax.data.dataset import is_val_stem, scan_dataset, split_samples
+from signlang_jax.data.sequence_files import KeypointSequence, write_pose
 from signlang_jax.keypoint_maps import MEDIAPIPE_POSE_NAMES
 from signlang_jax.keypoints import BODY_NAMES, GROUPS, KEYPOINT_INDEX
 from signlang_jax.synth import render_sample
-from signlang_jax.video.formats import KeypointSequence, write_pose
 
 pose_format = pytest.importorskip("pose_format")
 from pose_format.pose_header import (  # noqa: E402

@@ -18,7 +18,7 @@ from signlang_jax import evaluate, infer_image, live_demo
 from signlang_jax.data.dataset import read_label, scan_dataset, split_samples
 from signlang_jax.data.pipeline import SampleSource, load_split
 from signlang_jax.errors import ConfigError
-from signlang_jax.inference import Predictor, load_model, to_original
+from signlang_jax.inference.predictor import Predictor, load_model, to_original
 from signlang_jax.keypoints import GROUPS
 from tests.conftest import ROOT, write_dataset
 

@@ -3,7 +3,8 @@
 The tiny body run (conftest's `tiny_run`) and the tiny hand run (tests/test_hand_stage.py) each
 get one more checkpoint of random, well-conditioned weights (O(1) heatmaps: a few training steps
 leave every score below the crop rule's trust threshold, so no hand would be cropped), exported
-with keypoints; `signlang_jax.onnx_runtime.OnnxPredictor` must then reproduce the JAX two-stage
+with keypoints; `signlang_jax.inference.onnx_runtime.OnnxPredictor` must then reproduce the JAX
+two-stage
 `Predictor` on rendered frames: the same crops, the same points.
 """
 
@@ -24,9 +25,9 @@ import pytest
 from interop import to_onnx
 from signlang_jax.data.hand_crops import hand_crop_rule
 from signlang_jax.errors import ConfigError
-from signlang_jax.hand_stage import cut_hand_crops
+from signlang_jax.inference.hand_stage import cut_hand_crops
+from signlang_jax.inference.onnx_runtime import OnnxModel, OnnxModelError, OnnxPredictor
 from signlang_jax.keypoints import GROUPS, HAND_EDGES, HAND_JOINTS, KEYPOINT_NAMES
-from signlang_jax.onnx_runtime import OnnxModel, OnnxModelError, OnnxPredictor
 from tests import tiny_hand_config
 from tests.test_hand_stage import random_body_run, randomised_copy, train_hand_run
 
@@ -111,7 +112,7 @@ def differing_points(ref: np.ndarray, got: np.ndarray, ref_heatmaps: np.ndarray,
 
 def test_onnx_predictor_matches_jax_two_stage(runs, exported):
     from signlang_jax.data.augment import letterbox_matrix, warp_image
-    from signlang_jax.inference import (
+    from signlang_jax.inference.predictor import (
         Predictor,
         load_for_inference,
         load_hand_stage,
@@ -195,7 +196,7 @@ def test_onnx_runtime_imports_neither_jax_nor_torch(exported, tmp_path):
     code = f"""
 import json, sys
 import numpy as np
-from signlang_jax.onnx_runtime import OnnxPredictor
+from signlang_jax.inference.onnx_runtime import OnnxPredictor
 predictor = OnnxPredictor({str(body_path)!r}, {str(hand_path)!r})
 np.save({str(tmp_path / "keypoints.npy")!r},
         predictor.predict_image(np.load({str(tmp_path / "frame.npy")!r})))
@@ -229,7 +230,7 @@ def rewritten(source: Path, destination: Path, drop_output: str | None = None,
 
 
 def test_unusable_onnx_files_are_refused_naming_the_file(exported, tmp_path):
-    from signlang_jax.onnx_runtime import hand_stage_from_onnx
+    from signlang_jax.inference.onnx_runtime import hand_stage_from_onnx
 
     body_path, hand_path = exported
 

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 
-from signlang_jax.config_check import validate_config
 from signlang_jax.crop import (
     HandCropRule,
     Region,
@@ -37,9 +36,10 @@ from signlang_jax.data.hand_crops import (
     training_weights,
 )
 from signlang_jax.errors import ConfigError
-from signlang_jax.hand_stage import HandStage, merge_hand
+from signlang_jax.inference.hand_stage import HandStage, merge_hand
 from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX
-from signlang_jax.validation import HAND_METRIC_NAMES, metric_names
+from signlang_jax.training.config_check import validate_config
+from signlang_jax.training.validation import HAND_METRIC_NAMES, metric_names
 from tests import tiny_hand_config
 
 LEFT, RIGHT = np.asarray(GROUPS["left_hand"]), np.asarray(GROUPS["right_hand"])
@@ -593,7 +593,7 @@ def train_hand_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     Trained once per session (tests/test_hand_onnx.py exports the same run).
     """
     if str(synth_root) not in _HAND_RUNS:
-        from signlang_jax.train import train_and_evaluate
+        from signlang_jax.training.train import train_and_evaluate
 
         workdir = tmp_path_factory.mktemp("hand_run")
         train_and_evaluate(hand_config(synth_root), workdir)
@@ -613,7 +613,7 @@ def randomised_copy(run: Path, config, destination: Path, seed: int) -> Path:
     import orbax.checkpoint as ocp
     from flax import nnx
 
-    from signlang_jax import checkpoints, train
+    from signlang_jax.training import checkpoints, train
     from tests.test_interop import randomise
 
     shutil.copytree(run, destination)
@@ -649,7 +649,7 @@ def hand_run(synth_root, tmp_path_factory) -> Path:
 
 
 def test_hand_run_validates_with_hand_metrics(hand_run):
-    from signlang_jax import checkpoints
+    from signlang_jax.training import checkpoints
 
     manager = checkpoints.make_checkpoint_manager(hand_run / "checkpoints",
                                                   hand_config(Path(".")), read_only=True)
@@ -761,7 +761,7 @@ def test_aligned_hand_region_and_crop_put_the_knuckles_above_the_wrist():
 def test_hand_run_resumes_bitwise(synth_root, tmp_path):
     # The hand records (HandSource) resume like the body's: 2 steps + 2 resumed == 4 straight
     # (constant lr, no warmup: the schedule would otherwise depend on num_steps).
-    from signlang_jax.train import train_and_evaluate
+    from signlang_jax.training.train import train_and_evaluate
     from tests.conftest import checkpoint_arrays
 
     config = hand_config(synth_root)

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from signlang_jax import compile_cache, infer_image, live_demo
-from signlang_jax.cli_args import INFERENCE_DTYPES
+from signlang_jax import infer_image, live_demo
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.data.dataset import read_image
-from signlang_jax.inference import Predictor, load_model
+from signlang_jax.inference.cli_args import INFERENCE_DTYPES
+from signlang_jax.inference.predictor import Predictor, load_model
 from signlang_jax.models import resolve_dtype
+from signlang_jax.training import compile_cache
 
 HEATMAP_TOLERANCE = 0.03  # of the f32 heatmaps' peak; measured 0.0026 here, 0.017 trained
 

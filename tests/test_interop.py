@@ -24,11 +24,11 @@ from flax import nnx
 
 from interop import convert, to_onnx
 from interop.torch_model import TorchHeatmapModel
-from signlang_jax import checkpoints
 from signlang_jax.codec import decode_heatmaps
+from signlang_jax.inference.restore import CheckpointError, load_checkpoint, split_spec
 from signlang_jax.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES
 from signlang_jax.models import create_model
-from signlang_jax.restore import CheckpointError, load_checkpoint, split_spec
+from signlang_jax.training import checkpoints
 from tests.test_models import expected_resnet18_backbone_names
 
 BACKBONES = ("resnet18", "resnet50", "mobilenet_v3_small")
@@ -227,7 +227,7 @@ def trained_workdir(synth_root, tmp_path_factory) -> Path:
     """
     import orbax.checkpoint as ocp
 
-    from signlang_jax import train
+    from signlang_jax.training import train
     from tests import tiny_config
 
     config = tiny_config.get_config()
@@ -356,7 +356,7 @@ def test_cli_errors(trained_workdir, tmp_path, monkeypatch, capsys):
     def never(*args, **kwargs):
         raise AssertionError("the checkpoint must not be loaded before the output is checked")
 
-    monkeypatch.setattr("signlang_jax.restore.load_checkpoint", never)
+    monkeypatch.setattr("signlang_jax.inference.restore.load_checkpoint", never)
     assert to_onnx.main(["--checkpoint", str(trained_workdir), "--output", "/proc/x.onnx"]) == 1
     assert "cannot write --output /proc/x.onnx" in capsys.readouterr().err
     assert to_onnx.main(["--checkpoint", str(trained_workdir), "--output", str(tmp_path)]) == 1

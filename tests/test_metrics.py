@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from signlang_jax.metrics import part_pck_counts, pck_counts
-from signlang_jax.validation import hand_pck
+from signlang_jax.evaluation.metrics import hand_pck, part_pck_counts, pck_counts
 
 
 def _points(xy: list[tuple[float, float]], visible: list[int]) -> np.ndarray:
@@ -75,7 +74,7 @@ def test_hand_pck_averages_per_keypoint_accuracies():
 
 
 def test_acceleration_sums_by_hand():
-    from signlang_jax.metrics import acceleration_sums
+    from signlang_jax.evaluation.metrics import acceleration_sums
 
     # Point 0: x = 0, 1, 4, 9 (t^2): acceleration 2 at both inner frames; point 1: a straight
     # line (0) with frame 3 invalid, so only the first triple counts.

@@ -23,7 +23,7 @@ from signlang_jax.data.mixture import (
 )
 from signlang_jax.data.pipeline import make_dataset, task_records
 from signlang_jax.errors import ConfigError
-from signlang_jax.validation import (
+from signlang_jax.training.validation import (
     METRIC_NAMES,
     check_metric_source,
     source_metrics,
@@ -308,7 +308,7 @@ def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
     """Continue a mixture run from its step-2 checkpoint: the same weights at step 4."""
     import shutil
 
-    from signlang_jax.train import train_and_evaluate
+    from signlang_jax.training.train import train_and_evaluate
     from tests import tiny_config
     from tests.conftest import checkpoint_arrays
 
@@ -329,7 +329,7 @@ def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_printed_val_line_keeps_sources_short():
-    from signlang_jax.metric_log import val_summary
+    from signlang_jax.training.metric_log import val_summary
 
     values = {"val/loss": 0.1, "val/pck@0.1": 0.5, "val/pck@0.1/left_hand": 0.4,
               "val/big/loss": 0.2, "val/big/pck@0.1": 0.6, "val/big/pck@0.1/left_hand": 0.3,

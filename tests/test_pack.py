@@ -156,8 +156,8 @@ def test_packed_source_pickles_and_has_a_content_repr(folder_and_pack):
 
 def test_evaluation_reads_packed_records(folder_and_pack):
     folder, packed = folder_and_pack
-    from signlang_jax.eval_report import worst_grid
     from signlang_jax.evaluate import predict_split
+    from signlang_jax.evaluation.report import worst_grid
 
     class ZeroPredictor:  # stands in for inference.Predictor: a fixed prediction
         def __init__(self, config):
@@ -317,7 +317,7 @@ def test_folder_format_never_imports_tfds(tiny_config):
 
 def test_training_on_a_pack_equals_training_on_the_folder(train_config, tmp_path):
     """train_and_evaluate with data.format=array_record: same parameters and val metrics."""
-    from signlang_jax import train as train_lib
+    from signlang_jax.training import train as train_lib
 
     out = tmp_path / "packed"
     assert pack.main(["--data-root", train_config.data.root, "--out", str(out),

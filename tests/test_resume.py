@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from signlang_jax import checkpoints
-from signlang_jax import train as train_lib
 from signlang_jax.codec import heatmap_loss
 from signlang_jax.data.iterator import DataChangedError
 from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
+from signlang_jax.training import checkpoints
+from signlang_jax.training import train as train_lib
 from tests.conftest import ROOT, checkpoint_arrays
 
 
@@ -273,7 +273,7 @@ def test_best_follows_the_configured_metric_and_its_direction():
 
 
 def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
-    from signlang_jax import compile_cache
+    from signlang_jax.training import compile_cache
 
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.delenv("SIGNLANG_JAX_CACHE_DIR", raising=False)
@@ -291,7 +291,7 @@ def test_another_optimizer_is_named_as_such_and_inference_reads_only_the_model(
         train_config, tiny_run, tmp_path):
     """A run resumed with another optimizer is refused as such (not as an architecture), and
     inference does not need the optimizer's state at all: it restores the model alone."""
-    from signlang_jax.inference import load_model
+    from signlang_jax.inference.predictor import load_model
 
     run = _copy_run(tiny_run, tmp_path)
     train_config.optim.name = "sgd"  # Adam's moments are in the checkpoint, SGD has a trace

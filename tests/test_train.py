@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from signlang_jax import checkpoints, distributed, optimizer, validation
-from signlang_jax import train as train_lib
 from signlang_jax.data.pipeline import SampleSource, load_split, make_dataset
+from signlang_jax.training import checkpoints, distributed, optimizer, validation
+from signlang_jax.training import train as train_lib
 from tests.conftest import ROOT, checkpoint_arrays
 
 _params = checkpoint_arrays
@@ -122,7 +122,7 @@ def test_nan_loss_stops_and_keeps_good_checkpoint(train_config, tmp_path, monkey
 SHARDED_SCRIPT = """
 import sys, numpy as np, jax
 from tests import tiny_config
-from signlang_jax import train as t
+from signlang_jax.training import train as t
 from signlang_jax.data.pipeline import make_dataset
 config = tiny_config.get_config()
 config.data.root = sys.argv[1]
@@ -272,7 +272,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(train_config, 
 REPLICA_SCRIPT = """
 import sys, jax, jax.numpy as jnp, numpy as np, ml_collections
 from jax.sharding import NamedSharding, PartitionSpec as P
-from signlang_jax import distributed as t
+from signlang_jax.training import distributed as t
 port, pid = sys.argv[1], int(sys.argv[2])
 t.initialize_distributed(ml_collections.ConfigDict({"coordinator": f"127.0.0.1:{port}",
     "num_processes": 2, "process_id": pid, "auto": False, "timeout": 60}))

@@ -13,19 +13,18 @@ import cv2
 import numpy as np
 import pytest
 
-from signlang_jax.crop import Region, crop_matrix
+from signlang_jax.crop import Region, crop_matrix, full_frame_region
 from signlang_jax.data.augment import letterbox_matrix
+from signlang_jax.data.sequence_files import read_npz, read_pose
+from signlang_jax.data.videos import VideoReadError, find_inputs, probe, read_frames
+from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.video import cli
-from signlang_jax.video.formats import read_npz, read_pose
-from signlang_jax.video.models import RegionPredictor
 from signlang_jax.video.sequence import SequenceProcessor
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams, smoothing_alpha
-from signlang_jax.video.sources import VideoReadError, find_inputs, probe, read_frames
 from signlang_jax.video.tracking import (
     RegionTracker,
     TrackingParams,
-    full_frame_region,
     signer_region,
 )
 from tests.video_helpers import BlobModel, blob_frame, blob_points, constant_onnx
@@ -463,7 +462,7 @@ def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
 
 
 def test_onnx_files_whose_input_does_not_match_are_refused(tmp_path):
-    from signlang_jax.onnx_runtime import OnnxModel, OnnxModelError
+    from signlang_jax.inference.onnx_runtime import OnnxModel, OnnxModelError
 
     path = constant_onnx(tmp_path / "m.onnx", np.zeros((NUM_KEYPOINTS, 3), np.float32), 32)
     assert OnnxModel(path).input_size == 32
@@ -502,7 +501,7 @@ sys.exit(main([{str(video)!r}, "--out", {str(tmp_path / "out")!r}, "--onnx", {st
 
 def test_jax_checkpoint_path_equals_the_image_predictor(tiny_run, synth_root, tmp_path):
     """--checkpoint, untracked and unsmoothed: each frame as `Predictor.predict_image` sees it."""
-    from signlang_jax.inference import Predictor, load_model
+    from signlang_jax.inference.predictor import Predictor, load_model
 
     frames = [cv2.cvtColor(cv2.imread(str(synth_root / "images" / f"{i:06d}.jpg")),
                            cv2.COLOR_BGR2RGB) for i in range(3)]

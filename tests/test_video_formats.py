@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS
-from signlang_jax.video import formats
-from signlang_jax.video.formats import (
+from signlang_jax.data.sequence_files import (
     KeypointFileError,
     KeypointSequence,
     PoseFormatMissingError,
@@ -20,6 +18,8 @@ from signlang_jax.video.formats import (
     write_npz,
     write_pose,
 )
+from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS
+from signlang_jax.data import sequence_files as formats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_sequence_validation(change, message):
 
 
 def test_module_imports_without_jax_or_pose_format():
-    code = ("import sys, signlang_jax.video.formats; "
+    code = ("import sys, signlang_jax.data.sequence_files; "
             "print(sorted(m for m in ('jax', 'torch', 'pose_format') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(ROOT), "PATH": ""})

@@ -42,16 +42,16 @@ from signlang_jax.data.convert import (
     write_crop,
 )
 from signlang_jax.data.dataset import is_val_stem
-from signlang_jax.keypoint_maps import MEDIAPIPE_HOLISTIC, MEDIAPIPE_POSE_NAMES
-from signlang_jax.keypoints import GROUPS, NUM_KEYPOINTS
-from signlang_jax.video.formats import (
+from signlang_jax.data.sequence_files import (
     POSE_COMPONENT_NAMES,
     KeypointFileError,
     PoseFormatMissingError,
     import_pose_format,
     read_pose,
 )
-from signlang_jax.video.sources import VIDEO_EXTENSIONS
+from signlang_jax.data.videos import VIDEO_EXTENSIONS
+from signlang_jax.keypoint_maps import MEDIAPIPE_HOLISTIC, MEDIAPIPE_POSE_NAMES
+from signlang_jax.keypoints import GROUPS, NUM_KEYPOINTS
 
 THUMB = 32  # side of the grayscale crop thumbnails that near-duplicate frames are judged on
 # The Holistic components we read (the hands are the subject's own left and right), with their

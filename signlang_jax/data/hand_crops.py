@@ -30,10 +30,10 @@ from signlang_jax.crop import (
     crop_matrix,
     hand_region,
     jitter_region,
+    part_boxes,
 )
 from signlang_jax.data.augment import AugmentParams, photometric, warp_image
 from signlang_jax.keypoints import GROUPS
-from signlang_jax.metrics import part_boxes
 
 NUM_HAND_KEYPOINTS = 21
 

@@ -24,15 +24,16 @@ import numpy as np
 from tqdm import tqdm
 
 from signlang_jax import __version__
-from signlang_jax.cli_args import add_dtype_argument
+from signlang_jax.data.sequence_files import KeypointSequence, write_npz, write_pose
+from signlang_jax.data.videos import VideoInput, VideoReadError, find_inputs, probe, read_frames
 from signlang_jax.errors import TrainingError
-from signlang_jax.hand_stage import DEFAULT_MIN_SCORE
-from signlang_jax.video.formats import KeypointSequence, write_npz, write_pose
-from signlang_jax.video.models import RegionPredictor, load_jax, load_onnx
+from signlang_jax.inference.cli_args import add_dtype_argument
+from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
+from signlang_jax.inference.onnx_runtime import load_onnx
+from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.video.overlay import OverlayWriter, annotate
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
-from signlang_jax.video.sources import VideoInput, VideoReadError, find_inputs, probe, read_frames
 from signlang_jax.video.tracking import TrackingParams
 
 FORMATS = ("npz", "pose")

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from signlang_jax.crop import Region
+from signlang_jax.crop import Region, full_frame_region
+from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
-from signlang_jax.video.models import RegionPredictor
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams
-from signlang_jax.video.tracking import RegionTracker, TrackingParams, full_frame_region
+from signlang_jax.video.tracking import RegionTracker, TrackingParams
 
 DEFAULT_TRACKING = TrackingParams()
 DEFAULT_SMOOTHING = OneEuroParams()

@@ -52,11 +52,6 @@ class TrackingParams:
             raise ValueError(f"tracking region_cutoff={self.region_cutoff}; expected > 0 Hz")
 
 
-def full_frame_region(width: int, height: int) -> Region:
-    """The square that letterboxes a whole width x height frame (`letterbox_matrix`'s)."""
-    return Region((width - 1) / 2, (height - 1) / 2, float(max(width, height)))
-
-
 def signer_region(keypoints: np.ndarray, params: TrackingParams) -> Region | None:
     """The square around one frame's confident (64, 3) keypoints, or None if too few."""
     trusted = keypoints[:, 2] >= params.score_threshold

@@ -9,10 +9,10 @@ Data parallelism: a 1D mesh over every device ('data'); the batch is sharded ove
 replicated, so the same code runs on one CPU, 8 GPUs or many hosts (each process feeds its shard,
 see `make_dataset`). BatchNorm under jit with a sharded batch uses global-batch statistics.
 
-Elsewhere: checkpoints (naming, saving, restoring with recovery) in `signlang_jax.checkpoints`,
-validation in `signlang_jax.validation`, the optimizer in `signlang_jax.optimizer`, config
-checks in `signlang_jax.config_check`, the workdir's config history in
-`signlang_jax.config_history`, multi-process helpers in `signlang_jax.distributed`.
+Elsewhere in `signlang_jax.training`: checkpoints (naming, saving, restoring with recovery) in
+`checkpoints`, validation in `validation`, the optimizer in `optimizer`, config checks in
+`config_check`, the workdir's config history in `config_history`, multi-process helpers in
+`distributed`.
 """
 
 from __future__ import annotations
@@ -32,24 +32,24 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from signlang_jax import checkpoints as ckpt
 from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
-from signlang_jax.config_check import validate_config
-from signlang_jax.config_history import (
+from signlang_jax.data.iterator import BatchIterator, make_iterator
+from signlang_jax.data.pipeline import task_records
+from signlang_jax.errors import TrainingError
+from signlang_jax.models import create_model
+from signlang_jax.models.layers import xla_compiler_options
+from signlang_jax.training import checkpoints as ckpt
+from signlang_jax.training.config_check import validate_config
+from signlang_jax.training.config_history import (
     config_differences,
     format_config_warnings,
     load_previous_config,
     record_config,
 )
-from signlang_jax.data.iterator import BatchIterator, make_iterator
-from signlang_jax.data.pipeline import task_records
-from signlang_jax.distributed import check_replicas_agree, sync_processes
-from signlang_jax.errors import TrainingError
-from signlang_jax.metric_log import MetricLogger
-from signlang_jax.models import create_model
-from signlang_jax.models.layers import xla_compiler_options
-from signlang_jax.optimizer import make_optimizer
-from signlang_jax.validation import check_metric_source, validate
+from signlang_jax.training.distributed import check_replicas_agree, sync_processes
+from signlang_jax.training.metric_log import MetricLogger
+from signlang_jax.training.optimizer import make_optimizer
+from signlang_jax.training.validation import check_metric_source, validate
 
 __all__ = ["Trainer", "TrainingError", "create_state", "device_batch", "make_trainer",
            "train_and_evaluate", "train_step"]

@@ -29,15 +29,21 @@ import jax
 import ml_collections
 import numpy as np
 
+from signlang_jax.crop import HANDS
 from signlang_jax.data.pipeline import make_dataset
-from signlang_jax.distributed import gather_hosts
 from signlang_jax.errors import ConfigError
+from signlang_jax.evaluation.metrics import (
+    HAND_PCK_THRESHOLD,
+    hand_pck,
+    mean_pck,
+    part_pck_counts,
+    pck_counts,
+    pck_summary,
+)
 from signlang_jax.keypoints import GROUPS, embed_hand
-from signlang_jax.metrics import mean_pck, part_pck_counts, pck_counts, pck_summary
+from signlang_jax.training.distributed import gather_hosts
 
 PCK_THRESHOLDS = (0.05, 0.1)
-HAND_PCK_THRESHOLD = 0.2
-HANDS = ("left_hand", "right_hand")
 METRIC_NAMES: tuple[str, ...] = (
     "val/loss",
     *(f"val/pck@{t}" + suffix for t in PCK_THRESHOLDS
@@ -219,22 +225,3 @@ def _scored_batches(eval_step: object, place: object, state: object,
         for i in np.flatnonzero(batch["mask"])[: max(0, max_images - len(images))]:
             images.append((batch["image"][i], draw(predicted[i])))
         yield predicted, per_sample, batch
-
-
-def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """val/hand_pck@0.2 (mean over both hands' keypoints) and per hand, from per-point counts.
-
-    As `pck_summary`: accuracy per keypoint, averaged over keypoints with a visible sample; NaN
-    where a hand (or both) never had a box.
-    """
-    name = f"val/hand_pck@{HAND_PCK_THRESHOLD}"
-    per_point = {}
-    for hand, (correct, total) in hand_counts.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_point[hand] = np.where(total > 0, correct / np.maximum(total, 1), np.nan)
-    out = {}
-    for hand, values in per_point.items():
-        out[f"{name}/{hand}"] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-    both = np.concatenate(list(per_point.values()))
-    out[name] = float(np.nanmean(both)) if np.isfinite(both).any() else math.nan
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from signlang_jax.hand_stage import DEFAULT_MIN_SCORE
+from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
 
 # Compute dtypes for inference; "trained" = the run's model.dtype ("auto": bf16 on GPU, f32 on CPU).
 INFERENCE_DTYPES = ("float32", "bfloat16", "trained")

@@ -9,7 +9,7 @@ changes on the command line, but lets None, bools for ints and the elements of t
 a config file may build a field from scratch, so types are checked here too.
 
 What a workdir remembers of earlier starts (and how a resume compares with it) is
-`signlang_jax.config_history`.
+`signlang_jax.training.config_history`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.models import BACKBONES, DTYPES
 from signlang_jax.models.layers import DECONV_IMPLS, DECONV_PADDING
-from signlang_jax.validation import (
+from signlang_jax.training.validation import (
     HAND_METRIC_NAMES,
     METRIC_NAMES,
     metric_names,

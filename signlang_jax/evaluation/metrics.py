@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from signlang_jax.crop import part_boxes
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES, OKS_SIGMAS
+
+HAND_PCK_THRESHOLD = 0.2  # hand PCK with each hand's own box: the hand benchmarks' threshold
 
 
 def normalized_distances(pred_xy: np.ndarray, gt: np.ndarray, bbox: np.ndarray) -> np.ndarray:
@@ -89,19 +92,6 @@ def oks(pred_xy: np.ndarray, gt: np.ndarray, area: np.ndarray,
     visible = gt[..., 2] > 0
     with np.errstate(invalid="ignore"):
         return np.sum(np.exp(-e) * visible, axis=1) / np.sum(visible, axis=1)
-
-
-def part_boxes(gt: np.ndarray, indices: Sequence[int]) -> np.ndarray:
-    """Tight boxes (N, 4) x, y, w, h of the visible ground-truth points of one part (0 if < 2)."""
-    pts = gt[:, list(indices)]
-    vis = pts[..., 2] > 0
-    big = np.where(vis[..., None], pts[..., :2], np.nan)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
-    boxes = np.concatenate([lo, hi - lo], axis=1)
-    boxes[vis.sum(1) < 2] = 0
-    return np.nan_to_num(boxes)
 
 
 def coco_keypoint_ap(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray,
@@ -204,3 +194,22 @@ def acceleration_sums(xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     accel = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1)
     both = valid[2:] & valid[1:-1] & valid[:-2]
     return np.where(both, accel, 0.0).sum(0), both.sum(0).astype(np.int64)
+
+
+def hand_pck(hand_counts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """val/hand_pck@0.2 (mean over both hands' keypoints) and per hand, from per-point counts.
+
+    As `pck_summary`: accuracy per keypoint, averaged over keypoints with a visible sample; NaN
+    where a hand (or both) never had a box.
+    """
+    name = f"val/hand_pck@{HAND_PCK_THRESHOLD}"
+    per_point = {}
+    for hand, (correct, total) in hand_counts.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_point[hand] = np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+    out = {}
+    for hand, values in per_point.items():
+        out[f"{name}/{hand}"] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+    both = np.concatenate(list(per_point.values()))
+    out[name] = float(np.nanmean(both)) if np.isfinite(both).any() else math.nan
+    return out

@@ -1,12 +1,14 @@
 """Loading a trained model and predicting keypoints on images of any size.
 
 `load_model(checkpoint, step, dtype)` restores a Flax model (eval mode) and its config from a
-training workdir (checkpoint syntax: `signlang_jax.restore`), computing in float32 (the default),
+training workdir (checkpoint syntax: `signlang_jax.inference.restore`),
+computing in float32 (the default),
 bfloat16 or the run's own model.dtype; `Predictor` wraps it in one jitted function:
 uint8 batch -> heatmaps -> keypoints, with the decoder (argmax + quarter shift, or DARK) and the
 optional flip test of `signlang_jax.codec`. `Predictor.predict_image` letterboxes any image to the
 model's input size and maps the keypoints back to the original pixels. Given a hand stage
-(`load_hand_stage`: a hand-model checkpoint, `signlang_jax.hand_stage`), the hand points are then
+(`load_hand_stage`: a hand-model checkpoint, `signlang_jax.inference.hand_stage`), the
+hand points are then
 refined on crops of the original image.
 """
 
@@ -21,13 +23,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from signlang_jax.cli_args import INFERENCE_DTYPES
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.errors import ConfigError
-from signlang_jax.hand_stage import DEFAULT_MIN_SCORE, HandStage
+from signlang_jax.inference.cli_args import INFERENCE_DTYPES
+from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE, HandStage
+from signlang_jax.inference.restore import LoadedCheckpoint, load_checkpoint, split_spec
 from signlang_jax.models.layers import xla_compiler_options
-from signlang_jax.restore import LoadedCheckpoint, load_checkpoint, split_spec
 
 DECODERS = ("argmax", "dark")
 

@@ -1,6 +1,6 @@
 """Load a trained Flax model and its config from a training workdir (evaluation, inference, export).
 
-Which checkpoint: the syntax shared by every checkpoint flag (`signlang_jax.checkpoints`):
+Which checkpoint: the syntax shared by every checkpoint flag (`signlang_jax.training.checkpoints`):
 RUN, RUN:best, RUN:latest, RUN:STEP or a step folder. "best" is the kept step with the best
 `train.best_metric` of the run (the latest if no checkpoint has validation metrics). The config
 is WORKDIR/config.json, written by training; fields added to `configs/default.py` since that
@@ -22,9 +22,9 @@ import ml_collections
 from flax import nnx
 
 from configs import default
-from signlang_jax import checkpoints as ckpt
 from signlang_jax.errors import CheckpointError
 from signlang_jax.models import create_model
+from signlang_jax.training import checkpoints as ckpt
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "load_checkpoint", "load_config", "split_spec"]
 

@@ -14,9 +14,8 @@ import numpy as np
 
 from signlang_jax.data.pipeline import PackedSource, SampleSource, record_image
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
+from signlang_jax.evaluation.metrics import HAND_PCK_THRESHOLD, normalized_distances
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, group_of
-from signlang_jax.metrics import normalized_distances
-from signlang_jax.validation import HAND_PCK_THRESHOLD
 
 GROUP_NAMES = ("all", *GROUPS)
 HAND_PCK_NAME = f"hand_pck@{HAND_PCK_THRESHOLD}"

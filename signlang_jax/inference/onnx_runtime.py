@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from signlang_jax.crop import HandCropRule, Region
-from signlang_jax.hand_stage import DEFAULT_MIN_SCORE, HandStage
-from signlang_jax.video.models import RegionPredictor
-from signlang_jax.video.tracking import full_frame_region
+from signlang_jax.crop import HandCropRule, Region, full_frame_region
+from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE, HandStage
+from signlang_jax.inference.region import RegionPredictor
+
+# What each task's file is, for the error when a file of the other task is given.
+_TASK_HINTS = {"wholebody": "the whole-body model (a hand model goes to --hand-onnx / hand_path)",
+               "hand": "a hand model (exported from a configs/hand.py run)"}
 
 
 class OnnxModelError(ValueError):
@@ -31,7 +34,7 @@ class OnnxModelError(ValueError):
 class OnnxModel:
     """One exported graph: uint8 NHWC batches in, (N, K, 3) keypoints in input pixels out."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, task: str | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -59,6 +62,9 @@ class OnnxModel:
                                      "it with this version's python -m interop.to_onnx")
         self.input_size = int(self.metadata["input_size"])
         self.task = self.metadata["task"]
+        if task is not None and self.task != task:
+            raise OnnxModelError(f"{self.path}: metadata task={self.task!r}; expected "
+                                 f"{_TASK_HINTS[task]}")
         inputs = self._session.get_inputs()
         if not _input_fits(inputs, self.input_size):
             raise OnnxModelError(f"{self.path}: inputs {[(i.name, i.shape) for i in inputs]}; "
@@ -93,10 +99,7 @@ def _input_fits(inputs: list, size: int) -> bool:
 def hand_stage_from_onnx(path: str | Path, min_score: float = DEFAULT_MIN_SCORE,
                          batch_size: int = 16, threads: int = 0) -> HandStage:
     """The `HandStage` of an exported hand model, with the crop rule of its metadata."""
-    model = OnnxModel(path, threads)
-    if model.task != "hand":
-        raise OnnxModelError(f"{model.path}: metadata task={model.task!r}; expected a hand "
-                             "model (exported from a configs/hand.py run)")
+    model = OnnxModel(path, threads, task="hand")
     try:
         saved = json.loads(model.metadata["hand_crop_rule"])
         rule = HandCropRule(**{f.name: saved[f.name] for f in dataclasses.fields(HandCropRule)})
@@ -111,10 +114,7 @@ class OnnxPredictor:
 
     def __init__(self, body_path: str | Path, hand_path: str | Path | None = None,
                  hand_min_score: float = DEFAULT_MIN_SCORE) -> None:
-        self.body = OnnxModel(body_path)
-        if self.body.task != "wholebody":
-            raise OnnxModelError(f"{self.body.path}: metadata task={self.body.task!r}; "
-                                 "expected the whole-body model")
+        self.body = OnnxModel(body_path, task="wholebody")
         self.hand_stage = (None if hand_path is None
                            else hand_stage_from_onnx(hand_path, hand_min_score))
 
@@ -134,3 +134,13 @@ class OnnxPredictor:
     def predict_image(self, image: np.ndarray) -> np.ndarray:
         """(64, 3) keypoints in the pixels of one RGB uint8 image of any size."""
         return self.predict_images([image])[0]
+
+
+def load_onnx(body: str | Path, hand: str | Path | None, hand_min_score: float,
+              batch_size: int, threads: int = 0) -> RegionPredictor:
+    """A `RegionPredictor` on exported ONNX files (onnxruntime only)."""
+    model = OnnxModel(body, threads, task="wholebody")
+    stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score,
+                                                          threads=threads)
+    described = f"onnx {model.path}" + ("" if hand is None else f" + hand {hand}")
+    return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described)

@@ -34,7 +34,7 @@ import orbax.checkpoint as ocp
 
 from signlang_jax.data.iterator import DataChangedError
 from signlang_jax.errors import CheckpointError, CheckpointMismatchError
-from signlang_jax.validation import metric_mode
+from signlang_jax.training.validation import metric_mode
 
 STEP_WORDS = ("best", "latest")
 DAMAGED_FILE = "damaged_checkpoints.json"  # in the workdir, next to checkpoints/

@@ -7,8 +7,8 @@ model on the crops, map its points back into the frame and merge them into the 6
       -> inverse affine -> frame pixels -> merged where the hand model is confident
 
 numpy only: the hand model is any callable `uint8 (M, C, C, 3) -> (M, 21, 3)` (x, y, score in
-crop pixels), so the JAX predictor (`signlang_jax.inference.load_hand_stage`) and an
-onnxruntime session (`interop.onnx_runtime`) run exactly the same crops and merge.
+crop pixels), so the JAX predictor (`signlang_jax.inference.predictor.load_hand_stage`) and an
+onnxruntime session (`signlang_jax.inference.onnx_runtime`) run exactly the same crops and merge.
 
 Merge rule: a hand point of the body model is replaced by the hand model's when the hand model's
 score (its heatmap peak) is at least `min_score`; the default 0 always replaces, which measured
@@ -24,6 +24,7 @@ import numpy as np
 
 from signlang_jax.crop import HandCropRule, apply_affine, hand_crop_matrices, invert_affine
 from signlang_jax.data.augment import warp_image
+from signlang_jax.inference.batching import predict_padded
 from signlang_jax.keypoints import GROUPS
 
 HandModel = Callable[[np.ndarray], np.ndarray]
@@ -78,20 +79,14 @@ class HandStage:
                     ) -> list[tuple[HandCrop, np.ndarray]]:
         """[(crop, its (21, 3) hand-model points in FRAME pixels)] for every hand of every frame."""
         crops = cut_hand_crops(images, keypoints, self.rule, self.crop_size)
+        if not crops:
+            return []
+        pixels = np.stack([c.pixels for c in crops])
+        predicted = predict_padded(self.predict_crops, pixels, self.batch_size)
         out = []
-        for start in range(0, len(crops), self.batch_size):
-            chunk = crops[start:start + self.batch_size]
-            pixels = np.stack([c.pixels for c in chunk])
-            # Batch shapes padded to a power of two up to batch_size: a jitted hand model
-            # compiles a few times at most, and one frame's two crops do not pay for 16.
-            size = min(self.batch_size, 1 << (len(chunk) - 1).bit_length())
-            padded = np.zeros((size, *pixels.shape[1:]), np.uint8)
-            padded[:len(chunk)] = pixels
-            predicted = np.asarray(self.predict_crops(padded))[:len(chunk)]
-            for crop, points in zip(chunk, predicted, strict=True):
-                frame_xy = apply_affine(points[:, :2], invert_affine(crop.matrix))
-                out.append((crop, np.concatenate([frame_xy, points[:, 2:3]], 1
-                                                 ).astype(np.float32)))
+        for crop, points in zip(crops, predicted, strict=True):
+            frame_xy = apply_affine(points[:, :2], invert_affine(crop.matrix))
+            out.append((crop, np.concatenate([frame_xy, points[:, 2:3]], 1).astype(np.float32)))
         return out
 
     def refine(self, images: Sequence[np.ndarray], keypoints: np.ndarray) -> np.ndarray:

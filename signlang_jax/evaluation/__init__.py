@@ -1,0 +1,1 @@
+"""Evaluation: metrics (PCK, EPE, OKS, COCO AP, jitter), scoring a split, and the report."""
