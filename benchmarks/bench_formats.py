@@ -29,7 +29,7 @@ import cv2
 from configs import default
 from signlang_jax.data import pack
 from signlang_jax.data.iterator import make_iterator
-from signlang_jax.data.pipeline import load_records, record_image
+from signlang_jax.data.sources import load_records, record_image
 
 
 def fetch_rate(source: object, decode: bool) -> float:

@@ -20,7 +20,8 @@ import numpy as np
 
 from configs import default
 from signlang_jax.data.iterator import make_iterator
-from signlang_jax.data.pipeline import augment_params, load_sample, load_split
+from signlang_jax.data.pipeline import augment_params, load_sample
+from signlang_jax.data.sources import load_split
 
 
 def per_worker_rate(config: object, num: int) -> float:

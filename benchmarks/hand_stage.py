@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from signlang_jax.data.pipeline import SampleSource, load_split, record_image
+from signlang_jax.data.sources import SampleSource, load_split, record_image
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.evaluate import predict_split
 from signlang_jax.evaluation.metrics import hand_metrics

@@ -142,13 +142,14 @@ def time_pose_conversion(out: Path, frames: int = 300) -> None:
 def sampled_shares(synth: Path, coco: Path, draws: int = 10_000) -> None:
     """Draw `draws` training samples of the 0.5/0.5 mixture; print each source's share."""
     from configs import demo
-    from signlang_jax.data.pipeline import make_dataset, task_records
+    from signlang_jax.data.pipeline import make_dataset
+    from signlang_jax.data.sources import records_for
 
     config = demo.get_config()
     config.data.synthetic_num = 0
     config.data.sources = f"synth={synth}:0.5,coco={coco}:0.5"
     config.augment.color_prob = config.augment.blur_prob = 0.0
-    records = task_records(config, "train")
+    records = records_for(config, "train")
     batches = iter(make_dataset(config, "train", source=records, num_workers=0, batch_size=100))
     start = time.perf_counter()
     ids = np.concatenate([records.source_ids(next(batches)["index"])

@@ -4,6 +4,7 @@ The whole-body graph carries the 64-point schema (names, flip permutation, group
 the hand graph (config.task = "hand") carries the 21 hand joints, the hand skeleton and the crop
 rule it was trained with (`signlang_jax.crop.HandCropRule`), so that an onnxruntime-only
 deployment (`signlang_jax.inference.onnx_runtime`) cuts the same crops as the JAX predictor.
+`ExportError` is the export's error (`interop.to_onnx`, `interop.verify_onnx`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import numpy as np
 INPUT_NAME, HEATMAPS_NAME, KEYPOINTS_NAME = "images", "heatmaps", "keypoints"
 VERIFY_SEED = 20240601  # rendered verification images: not the training data's seed
 VERIFY_COUNT = 3  # images per verification set (the largest verified batch)
+
+
+class ExportError(RuntimeError):
+    """The export cannot be done; the message says what to change."""
 
 
 def model_metadata(config: object, *, image_size: int, heatmap_size: int, with_keypoints: bool,

@@ -14,7 +14,8 @@ The graph contract (docs/DEPLOYMENT.md has the details and a runnable onnxruntim
 The weights go Flax -> torch twin (`interop.convert`) -> `torch.onnx.export` (the dynamo exporter,
 dynamic batch). The file is written under a temporary name next to the output, checked with
 `onnx.checker`, run with onnxruntime on random and rendered images at batch sizes 1 and 3 and
-compared with the JAX model in eval mode; only a file that passes is moved onto the output path.
+compared with the JAX model in eval mode (`interop.verify_onnx`); only a file that passes is
+moved onto the output path.
 """
 
 from __future__ import annotations
@@ -32,47 +33,25 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from interop.onnx_metadata import (
     HEATMAPS_NAME,
     INPUT_NAME,
     KEYPOINTS_NAME,
-    VERIFY_COUNT,
+    ExportError,
     model_metadata,
-    verification_images,
+)
+from interop.verify_onnx import (
+    FLOAT32_TOLERANCE,
+    FP16_TOLERANCE,
+    ParityRow,
+    VerificationError,
+    verify_onnx,
 )
 
 EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript")
 INSTALL_HINT = "install the export extra: pip install -e '.[export]'"
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
-# Max abs heatmap difference, onnxruntime vs JAX: float32 graphs must agree to this; an fp16
-# graph is checked against FP16_TOLERANCE x max(1, peak |heatmap|) (half precision keeps ~3
-# significant digits through ~20 layers).
-FLOAT32_TOLERANCE = 1e-4
-FP16_TOLERANCE = 1e-2
-VERIFY_BATCH_SIZES = (1, VERIFY_COUNT)
-
-
-class ExportError(RuntimeError):
-    """The export cannot be done; the message says what to change."""
-
-
-class VerificationError(ExportError):
-    """The exported graph does not reproduce the JAX model."""
-
-
-@dataclasses.dataclass
-class ParityRow:
-    """One verification run: onnxruntime vs JAX on one image set and batch size."""
-
-    images: str  # "random" or "real"
-    batch: int
-    max_abs_diff: float  # heatmaps, onnxruntime vs JAX
-    keypoints_equal: int  # decoded positions identical to JAX's decode
-    keypoints_tied: int  # positions that differ only where JAX's heatmap has a near-tie
-    keypoints_total: int
 
 
 @dataclasses.dataclass
@@ -210,91 +189,6 @@ def export_graph(module: object, image_size: int, opset: int, with_keypoints: bo
             output_names=outputs, dynamic_shapes={"images": {0: batch}}, optimize=True,
             verbose=False)
     return program.model_proto
-
-
-# ----------------------------------------------------------------------------- verification
-
-
-def _near_tie(ref: np.ndarray, ref_xy: np.ndarray, got_xy: np.ndarray, margin: float,
-              image_size: int) -> bool:
-    """Whether a decoded-position difference is explained by values within `margin` in `ref`.
-
-    ref: one heatmap (H, W) of the reference; positions in input pixels.
-    """
-    h, w = ref.shape
-    ratio = image_size / w
-    # Undo the quarter-pixel shift: round to the nearest heatmap pixel.
-    rx, ry = (int(round(v / ratio)) for v in ref_xy)
-    gx, gy = (int(round(v / ratio)) for v in got_xy)
-    if (rx, ry) != (gx, gy):  # another argmax: its value must be within margin of the max
-        return bool(ref[gy, gx] >= ref.max() - margin)
-    # Same peak, other shift: one of the neighbour differences must be within margin.
-    near_x = 0 < rx < w - 1 and abs(ref[ry, rx + 1] - ref[ry, rx - 1]) <= margin
-    near_y = 0 < ry < h - 1 and abs(ref[ry + 1, rx] - ref[ry - 1, rx]) <= margin
-    return bool(near_x or near_y)
-
-
-def verify_onnx(path: Path, model: object, config: object, image_size: int,
-                with_keypoints: bool, fp16: bool) -> tuple[list[ParityRow], float]:
-    """Check the file and compare onnxruntime with the JAX model; raise VerificationError.
-
-    Returns (one ParityRow per image set and batch size, the heatmap tolerance used).
-    """
-    import jax
-    import onnx
-    import onnxruntime as ort
-    from flax import nnx
-
-    from interop.convert import nchw_to_nhwc, nhwc_to_nchw
-    from signlang_jax.codec import decode_heatmaps
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise VerificationError(f"onnx.checker rejected the exported graph: {e}") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    graphdef, state = nnx.split(model)
-    jax_forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
-    decode = jax.jit(decode_heatmaps, static_argnums=1)
-    rows, problems, tolerance = [], [], FLOAT32_TOLERANCE
-    for kind, images in verification_images(image_size, config).items():
-        for batch in VERIFY_BATCH_SIZES:
-            x = images[:batch]
-            ref = np.asarray(jax_forward(state, x))  # (N, H, W, K)
-            outputs = session.run(None, {INPUT_NAME: nhwc_to_nchw(x)})
-            heatmaps = nchw_to_nhwc(outputs[0])
-            if heatmaps.shape != ref.shape:
-                raise VerificationError(f"onnxruntime heatmaps {outputs[0].shape} for batch "
-                                        f"{batch}; the JAX model gives {nhwc_to_nchw(ref).shape}")
-            if fp16:
-                tolerance = FP16_TOLERANCE * max(1.0, float(np.abs(ref).max()))
-            diff = float(np.abs(heatmaps - ref).max())
-            ref_kp = np.asarray(decode(ref, image_size))
-            own_kp = np.asarray(decode(heatmaps, image_size))
-            got_kp = outputs[1] if with_keypoints else own_kp
-            if with_keypoints and not (np.array_equal(got_kp[..., :2], own_kp[..., :2])
-                                       and np.allclose(got_kp[..., 2], own_kp[..., 2],
-                                                       rtol=1e-6, atol=1e-7)):
-                problems.append(f"{kind} batch {batch}: the in-graph keypoints differ from "
-                                "decode_heatmaps of the graph's own heatmaps")
-            equal = np.all(got_kp[..., :2] == ref_kp[..., :2], axis=-1)
-            tied = 0
-            for n, k in np.argwhere(~equal):
-                if _near_tie(ref[n, :, :, k], ref_kp[n, k, :2], got_kp[n, k, :2], 2 * diff,
-                             image_size):
-                    tied += 1
-                else:
-                    problems.append(f"{kind} batch {batch}: keypoint {k} of image {n} decodes "
-                                    f"to {got_kp[n, k, :2]} in onnxruntime, {ref_kp[n, k, :2]} "
-                                    "in JAX")
-            if diff > tolerance or not np.isfinite(diff):
-                problems.append(f"{kind} batch {batch}: max abs heatmap difference {diff:.3e} "
-                                f"exceeds the tolerance {tolerance:.0e}")
-            rows.append(ParityRow(kind, batch, diff, int(equal.sum()), tied, int(equal.size)))
-    if problems:
-        raise VerificationError("the exported graph does not reproduce the JAX model:\n  "
-                                + "\n  ".join(problems[:20]))
-    return rows, tolerance
 
 
 # ----------------------------------------------------------------------------- the export

@@ -219,3 +219,9 @@ def part_boxes(gt: np.ndarray, indices: Sequence[int]) -> np.ndarray:
     boxes = np.concatenate([lo, hi - lo], axis=1)
     boxes[vis.sum(1) < 2] = 0
     return np.nan_to_num(boxes)
+
+
+def to_original(keypoints: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """(K, 3) keypoints in crop pixels mapped back through the (2, 3) original -> crop affine."""
+    xy = apply_affine(keypoints[:, :2], invert_affine(affine))
+    return np.concatenate([xy, keypoints[:, 2:]], axis=1).astype(np.float32)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from signlang_jax.data.dataset import IMAGE_EXTENSIONS, DatasetError, read_image
+from signlang_jax.data.images import IMAGE_EXTENSIONS, read_image
+from signlang_jax.data.problems import DatasetError
 from signlang_jax.draw import draw_skeleton, write_rgb
 from signlang_jax.inference.cli_args import (
     add_checkpoint_arguments,
@@ -76,25 +77,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def image_targets(image: str | Path, out: str | Path) -> list[tuple[Path, Path]]:
+    """(image, overlay path) pairs for --image and --out; ValueError naming a bad --image."""
+    source = Path(image)
+    if source.is_dir():
+        images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not images:
+            raise ValueError(f"{source}: no .jpg/.jpeg/.png images in this folder")
+        return [(p, Path(out) / f"{p.stem}.jpg") for p in images]
+    if source.is_file():
+        return [(source, Path(out))]
+    raise ValueError(f"{source}: no such image or folder")
+
+
+def write_prediction(predictor: Predictor, image_path: Path, overlay_path: Path,
+                     threshold: float) -> np.ndarray:
+    """Predict one image; write its overlay and its label JSON beside it; return the overlay."""
+    image = read_image(image_path)
+    keypoints = predictor.predict_image(image)
+    overlay = draw_skeleton(image, keypoints, threshold, draw_hidden=False)
+    overlay_path.parent.mkdir(parents=True, exist_ok=True)
+    write_rgb(str(overlay_path), overlay)
+    label = prediction_label(keypoints, image_path.name, image.shape[1], image.shape[0],
+                             threshold)
+    _atomic_write(overlay_path.with_suffix(".json"), json.dumps(label, indent=1))
+    return overlay
+
+
 def main(argv: list[str] | None = None) -> int:
     """Predict, draw, save; return the exit code."""
     args = build_parser().parse_args(argv)
     enable_compilation_cache()
-    source = Path(args.image)
-    if source.is_dir():
-        images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not images:
-            print(f"ERROR {source}: no .jpg/.jpeg/.png images in this folder", file=sys.stderr)
-            return 1
-        out_dir = Path(args.out)
-        targets = [(p, out_dir / f"{p.stem}.jpg") for p in images]
-    elif source.is_file():
-        targets = [(source, Path(args.out))]
-    else:
-        print(f"ERROR {source}: no such image or folder", file=sys.stderr)
+    try:
+        targets = image_targets(args.image, args.out)
+    except ValueError as e:
+        print(f"ERROR {e}", file=sys.stderr)
         return 1
     try:
-        model, config, step = load_model(args.checkpoint, args.step, args.dtype)
+        model, config, step = load_model(args.checkpoint, args.step, args.dtype, "wholebody")
         hand_stage = None if args.hand_checkpoint is None else load_hand_stage(
             args.hand_checkpoint, None, args.dtype, args.hand_min_score, args.decoder)
         predictor = Predictor(model, config, args.decoder, args.flip_test, hand_stage)
@@ -105,18 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     for image_path, overlay_path in tqdm(targets, unit="img", disable=len(targets) == 1,
                                          file=sys.stderr):
         try:
-            image = read_image(image_path)
+            overlay = write_prediction(predictor, image_path, overlay_path, args.conf_threshold)
         except DatasetError as e:
             print(f"ERROR {e}", file=sys.stderr)
             failures += 1
             continue
-        keypoints = predictor.predict_image(image)
-        overlay = draw_skeleton(image, keypoints, args.conf_threshold, draw_hidden=False)
-        overlay_path.parent.mkdir(parents=True, exist_ok=True)
-        write_rgb(str(overlay_path), overlay)
-        label = prediction_label(keypoints, image_path.name, image.shape[1], image.shape[0],
-                                 args.conf_threshold)
-        _atomic_write(overlay_path.with_suffix(".json"), json.dumps(label, indent=1))
         if args.show:
             _show(overlay)
     done = len(targets) - failures

@@ -191,6 +191,18 @@ def test_sources_are_checked_with_the_field_named():
         "source)")
 
 
+
+def test_sources_and_root_set_together_are_refused():
+    """Defect 8b: data.root was silently ignored next to data.sources."""
+    assert problems(config_with(data__sources="a:1,b:1", data__root="mine")) == (
+        HEADER_1 + "--config.data.root='mine': is not read when --config.data.sources='a:1,b:1' "
+        "is set (each source names its own folder): drop --config.data.root, or drop "
+        "--config.data.sources to train on mine alone")
+    # The default data.root of configs/default.py and the empty one of configs/demo.py are no
+    # choice of the user's: data.sources alone is accepted with either.
+    validate_config(config_with(data__sources="a:1,b:1"), 1)
+    validate_config(config_with(data__sources="a:1,b:1", data__root=""), 1)
+
 def test_best_metric_may_name_a_source():
     validate_config(config_with(data__sources="synth=a:1,coco=b:1",
                                 train__best_metric="val/coco/hand_pck@0.2"), 1)
@@ -285,13 +297,28 @@ def test_format_config_warnings():
     lines = ["optim.lr: checkpoint 0.001, this config 0.002",
              "train.batch_size: checkpoint 16, this config 8"]
     assert format_config_warnings(lines, "runs/a/config.json") == (
-        "WARNING runs/a/config.json: this config differs from the checkpoint's in 2 fields; the "
-        "run continues with this config:\n"
+        "WARNING runs/a/config.json: this config differs from the checkpoint's in 2 fields; "
+        "this config's values apply:\n"
         "  optim.lr: checkpoint 0.001, this config 0.002\n"
-        "  train.batch_size: checkpoint 16, this config 8")
+        "  train.batch_size: checkpoint 16, this config 8\n"
+        "train.batch_size: the checkpoint's data position depends on it; it is checked next, "
+        "and a resume on other data, another batch size or worker count stops there unless "
+        "--config.train.on_data_change=restart_epoch")
     assert format_config_warnings(lines[:1], "c.json").startswith(
         "WARNING c.json: this config differs from the checkpoint's in 1 field; ")
 
+
+
+def test_a_changed_data_position_is_not_announced_as_continuing():
+    """Defect 8c: reweighted sources printed "the run continues" just before the refusal."""
+    saved = config_with(data__sources="a:0.75,b:0.25").to_dict()
+    _, other = config_differences(saved, config_with(data__sources="a:0.5,b:0.5").to_dict())
+    text = format_config_warnings(other, "runs/a/config.json")
+    assert "continues" not in text
+    assert text.endswith(
+        "data.sources: the checkpoint's data position depends on it; it is checked next, and a "
+        "resume on other data, another batch size or worker count stops there unless "
+        "--config.train.on_data_change=restart_epoch")
 
 # ----------------------------------------------------------------------------- history
 

@@ -205,7 +205,7 @@ def test_transparent_rgba_rejected_opaque_accepted(valid):
 
 
 def test_grayscale_and_16bit_converted(valid):
-    from signlang_jax.data.dataset import read_image
+    from signlang_jax.data.images import read_image
 
     root, _ = valid
     path = root / "images" / "000001.png"

@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 
 from signlang_jax import evaluate, infer_image, live_demo
+from signlang_jax.crop import to_original
 from signlang_jax.data.dataset import read_label, scan_dataset, split_samples
-from signlang_jax.data.pipeline import SampleSource, load_split
+from signlang_jax.data.sources import SampleSource, load_split
 from signlang_jax.errors import ConfigError
-from signlang_jax.inference.predictor import Predictor, load_model, to_original
+from signlang_jax.evaluation import scoring
+from signlang_jax.evaluation.report import format_table
+from signlang_jax.inference.predictor import Predictor, load_model
 from signlang_jax.keypoints import GROUPS
 from tests.conftest import ROOT, write_dataset
 
@@ -82,12 +85,12 @@ def test_compute_metrics_ground_truth_is_perfect():
     gt[..., 2] = 1
     bbox = np.tile([[0.0, 0.0, 100.0, 100.0]], (5, 1))
     pred = np.concatenate([gt[..., :2], np.ones((5, 64, 1))], -1)
-    m = evaluate.compute_metrics(pred, gt, bbox, np.zeros((5, 64)))
+    m = scoring.compute_metrics(pred, gt, bbox, np.zeros((5, 64)))
     assert m["pck@0.05"]["all"] == 1.0 and m["epe_px"]["all"] == 0.0 and m["oks_mean"] == 1.0
     assert m["oks_ap"]["all"]["AP"] == 1.0 and m["oks_ap"]["right_hand_own_box"]["AP"] == 1.0
     assert m["hand_pck@0.2"] == {"left_hand": 1.0, "right_hand": 1.0, "hands": 1.0}
     pred[..., 0] += 6.0  # 0.06 of the box: fails PCK@0.05, passes PCK@0.1
-    m = evaluate.compute_metrics(pred, gt, bbox, np.zeros((5, 64)))
+    m = scoring.compute_metrics(pred, gt, bbox, np.zeros((5, 64)))
     assert m["pck@0.05"]["all"] == 0.0 and m["pck@0.1"]["all"] == 1.0
     assert abs(m["epe_px"]["face"] - 6.0) < 1e-9
 
@@ -105,10 +108,10 @@ def test_compute_metrics_hand_pck_with_each_hands_own_box():
     pred = gt.copy()
     pred[:, list(GROUPS["left_hand"]), 0] += 7.9    # 0.1975 of the hand box: correct
     pred[:, list(GROUPS["right_hand"]), 1] += 8.1   # 0.2025: wrong
-    m = evaluate.compute_metrics(pred, gt, bbox, np.zeros((2, 64)))
+    m = scoring.compute_metrics(pred, gt, bbox, np.zeros((2, 64)))
     assert m["hand_pck@0.2"] == {"left_hand": 1.0, "right_hand": 0.0, "hands": 0.5}
     assert m["pck@0.1"]["right_hand"] == 1.0  # at person scale the same error is fine
-    table = evaluate.format_table(m)
+    table = format_table(m)
     assert "hands PCK@0.2 with their own box 0.5000" in table
     assert table.splitlines()[3].endswith("1.0000") and table.splitlines()[4].endswith("0.0000")
 
@@ -146,18 +149,18 @@ def test_load_config_file_errors(tmp_path):
     file = tmp_path / "c.py"
     file.write_text("def get_config(:\n")
     with pytest.raises(ConfigError, match=rf"^{file}: SyntaxError: "):
-        evaluate.load_config_file(file)
+        scoring.load_config_file(file)
     file.write_text("x = 1\n")
     with pytest.raises(ConfigError, match=rf"^{file}: defines no get_config\(\) function$"):
-        evaluate.load_config_file(file)
+        scoring.load_config_file(file)
     file.write_text("def get_config():\n    return {'data': {}}\n")
     with pytest.raises(ConfigError, match=rf"^{file}: get_config\(\) returned dict, expected an "
                        "ml_collections.ConfigDict$"):
-        evaluate.load_config_file(file)
+        scoring.load_config_file(file)
     file.write_text("import ml_collections\n\n\ndef get_config():\n"
                     "    return ml_collections.ConfigDict({'data': {}})\n")
     with pytest.raises(ConfigError, match=rf"^{file}: the config has no 'augment' section"):
-        evaluate.load_config_file(file)
+        scoring.load_config_file(file)
 
 
 def test_override_config_keeps_the_checkpoints_input_size(tiny_config):
@@ -165,26 +168,26 @@ def test_override_config_keeps_the_checkpoints_input_size(tiny_config):
     override.data.image_size, override.data.num_workers = 512, 3
     override.augment.flip_prob = 0.0 if tiny_config.augment.flip_prob else 0.5
     config = tiny_config.copy_and_resolve_references()
-    evaluate.override_config(config, override, "f.py")
+    scoring.override_config(config, override, "f.py")
     assert config.data.image_size == 32 and config.data.num_workers == 3
     assert config.augment.flip_prob == override.augment.flip_prob
     override = ml_collections.ConfigDict({"data": {"num_workers": "two"}, "augment": {}})
     with pytest.raises(ConfigError, match=r"^f.py: a data/augment field does not fit the "
                        r"checkpoint's config \(Could not override field 'num_workers'"):
-        evaluate.override_config(config, override, "f.py")
+        scoring.override_config(config, override, "f.py")
 
 
 def test_default_out_dir_is_in_the_workdir():
     workdir = Path("runs/x")
-    assert evaluate.default_out_dir(workdir, 1600, "val", "data/a", "data/a") == Path(
+    assert scoring.default_out_dir(workdir, 1600, "val", "data/a", "data/a") == Path(
         "runs/x/eval/step_1600_val")
-    assert evaluate.default_out_dir(workdir, 1600, "all", "/d/held_out/", "data/a") == Path(
+    assert scoring.default_out_dir(workdir, 1600, "all", "/d/held_out/", "data/a") == Path(
         "runs/x/eval/step_1600_all_held_out")
     # Trained on a mixture: named by source, as two sources may share a folder name.
     sources = {"synth": "runs/demo/data", "mine": "runs/videos/data"}
-    assert evaluate.default_out_dir(workdir, 9, "val", "runs/videos/data", sources) == Path(
+    assert scoring.default_out_dir(workdir, 9, "val", "runs/videos/data", sources) == Path(
         "runs/x/eval/step_9_val_mine")
-    assert evaluate.default_out_dir(workdir, 9, "val", "/d/other", sources) == Path(
+    assert scoring.default_out_dir(workdir, 9, "val", "/d/other", sources) == Path(
         "runs/x/eval/step_9_val_other")
 
 
@@ -218,7 +221,7 @@ def test_split_all_is_every_valid_sample(tmp_path):
                        r"pack with only the splits it was packed with; use --split train or "
                        r"val, or point --data-root at the image folder with --data-format "
                        r"folder$"):
-        evaluate.load_eval_records(data, "all")
+        scoring.load_eval_records(data, "all")
 
 
 def test_evaluate_split_all_scores_every_image(tiny_run, synth_root, tmp_path):
@@ -248,10 +251,10 @@ def test_predict_split_closes_its_iterator_on_errors(train_config, monkeypatch):
         def predict_batch(self, images):
             raise ValueError("model failed")
 
-    monkeypatch.setattr(evaluate, "make_iterator", Iterator)
+    monkeypatch.setattr(scoring, "make_iterator", Iterator)
     records = SampleSource(load_split(train_config.data, "val"))
     with pytest.raises(ValueError, match="model failed"):
-        evaluate.predict_split(FailingPredictor(), records, 4, progress=False)
+        scoring.predict_split(FailingPredictor(), records, 4, progress=False)
     assert closed == [ValueError]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import pytest
 
-from interop import to_onnx
+from interop import to_onnx, verify_onnx
 from signlang_jax.data.hand_crops import hand_crop_rule
 from signlang_jax.errors import ConfigError
 from signlang_jax.inference.hand_stage import cut_hand_crops
@@ -104,20 +104,16 @@ def differing_points(ref: np.ndarray, got: np.ndarray, ref_heatmaps: np.ndarray,
     np.testing.assert_allclose(got[..., 2], ref[..., 2], atol=1e-4)
     moved = np.abs(got[..., :2] - ref[..., :2]).max(-1) > 1e-3
     for n, k in np.argwhere(moved):
-        assert to_onnx._near_tie(ref_heatmaps[n, :, :, k], ref[n, k, :2], got[n, k, :2], 1e-4,
-                                 size), (n, k, ref[n, k], got[n, k])
+        assert verify_onnx._near_tie(ref_heatmaps[n, :, :, k], ref[n, k, :2], got[n, k, :2],
+                                     1e-4, size), (n, k, ref[n, k], got[n, k])
     assert moved.mean() < 0.05  # ties are rare: a systematic difference is not one
     return moved
 
 
 def test_onnx_predictor_matches_jax_two_stage(runs, exported):
+    from signlang_jax.crop import to_original
     from signlang_jax.data.augment import letterbox_matrix, warp_image
-    from signlang_jax.inference.predictor import (
-        Predictor,
-        load_for_inference,
-        load_hand_stage,
-        to_original,
-    )
+    from signlang_jax.inference.predictor import Predictor, load_for_inference, load_hand_stage
 
     body_run, hand_run = runs
     loaded = load_for_inference(body_run)

@@ -348,7 +348,8 @@ def test_training_weights_exact():
 
 
 def test_load_sample_occluded_weight_in_training_only(synth_root):
-    from signlang_jax.data.pipeline import load_records, load_sample
+    from signlang_jax.data.pipeline import load_sample
+    from signlang_jax.data.sources import load_records
 
     config = hand_config(synth_root)
     records = load_records(config.data, "train")
@@ -417,10 +418,10 @@ def first_batches(config, split: str, count: int, seed: int | None = None) -> li
 
 
 def test_make_dataset_hand_batches_shapes_labels_and_determinism(synth_root):
-    from signlang_jax.data.pipeline import load_records, record_image, task_records
+    from signlang_jax.data.sources import load_records, record_image, records_for
 
     config = hand_config(synth_root)
-    train = task_records(config, "train")
+    train = records_for(config, "train")
     samples = load_records(config.data, "train")
     assert isinstance(train, HandSource) and len(train) == 2 * len(samples) == 34  # 17 samples
     batches = first_batches(config, "train", 2)
@@ -445,7 +446,7 @@ def test_make_dataset_hand_batches_shapes_labels_and_determinism(synth_root):
     assert not np.array_equal(batches[0]["image"], other[0]["image"])
 
     # Validation crops: no jitter, exactly `crop_hand` of the record with the config's rule.
-    val = task_records(config, "val")
+    val = records_for(config, "val")
     (batch,) = first_batches(config, "val", 1)
     assert batch["mask"].all()
     for i, index in enumerate(batch["index"]):
@@ -776,3 +777,18 @@ def test_hand_run_resumes_bitwise(synth_root, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_image_and_video_commands_refuse_a_hand_model_as_the_body_model(hand_run, synth_root,
+                                                                          tmp_path, capsys):
+    from signlang_jax import infer_image
+    from signlang_jax.inference.region import load_jax
+
+    image = next((synth_root / "images").iterdir())
+    assert infer_image.main(["--checkpoint", str(hand_run), "--image", str(image),
+                             "--out", str(tmp_path / "overlay.jpg")]) == 1
+    err = capsys.readouterr().err
+    assert f"--checkpoint {hand_run} is a hand model" in err and "Traceback" not in err
+    assert not (tmp_path / "overlay.jpg").exists()
+    with pytest.raises(ValueError, match=f"--checkpoint {hand_run} is a hand model"):
+        load_jax(str(hand_run), None, "float32", None, 0.0, 1)

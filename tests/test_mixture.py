@@ -1,4 +1,4 @@
-"""Training on mixtures (signlang_jax/data/mixture.py): parsing, weighted sampling, resume,
+"""Training on mixtures (data/mixture.py, data/sources.py): parsing, weighted sampling, resume,
 the iterator state's per-source check and per-source validation metrics."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from signlang_jax.data.mixture import (
     mixing_proportions,
     parse_sources,
 )
-from signlang_jax.data.pipeline import make_dataset, task_records
+from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.sources import records_for
 from signlang_jax.errors import ConfigError
 from signlang_jax.training.validation import (
     METRIC_NAMES,
@@ -61,6 +62,18 @@ def test_parse_sources_forms():
         with pytest.raises(ValueError, match=message):
             parse_sources(bad)
 
+
+
+def test_a_weight_that_is_not_a_number_is_named_as_the_weight():
+    """Defect 8a: 'syn:abc' was blamed on the source name 'syn:abc'; the weight is wrong."""
+    for bad, weight in (("syn:abc", "'abc'"), ("a=runs/x:0.5x", "'0.5x'")):
+        with pytest.raises(ValueError) as error:
+            parse_sources(bad)
+        assert f"has weight {weight}, not a number" in str(error.value)
+        assert "source name" not in str(error.value)
+    # A colon followed by a path is part of the folder (a URL), not a weight.
+    assert parse_sources("gs://bucket/data:2") == [SourceSpec("data", "gs://bucket/data", 2.0)]
+    assert parse_sources("gs://bucket/data") == [SourceSpec("data", "gs://bucket/data", 1.0)]
 
 def test_mixture_indices_and_source_ids():
     mixture = MixtureSource([_Records("a", 3), _Records("b", 5)],
@@ -136,7 +149,7 @@ def _take(iterator, n):
 
 
 def test_training_batches_follow_the_weights_and_resume_mid_mixture(mixture_config):
-    records = task_records(mixture_config, "train")
+    records = records_for(mixture_config, "train")
     assert isinstance(records, MixtureSource) and records.names == ("big", "small")
     with make_iterator(mixture_config, "train", source=records) as it:
         first = _take(it, 5)
@@ -157,29 +170,29 @@ def test_training_batches_follow_the_weights_and_resume_mid_mixture(mixture_conf
 
 
 def test_resume_names_the_source_that_changed(mixture_config, tmp_path):
-    records = task_records(mixture_config, "train")
+    records = records_for(mixture_config, "train")
     with make_iterator(mixture_config, "train", source=records) as it:
         next(it)
         state = it.get_state()
     reweighted = mixture_config.copy_and_resolve_references()
     reweighted.data.sources = f"{tmp_path / 'big'}:0.5,{tmp_path / 'small'}:0.5"
-    other = task_records(reweighted, "train")
+    other = records_for(reweighted, "train")
     with (make_iterator(reweighted, "train", source=other) as it,
           pytest.raises(DataChangedError, match="the weight share of 'big' was 0.75, now 0.5")):
         it.set_state(state)
     write_dataset(tmp_path / "small", 20, seed=3, size=(30, 40))  # edits and adds samples
-    edited = task_records(mixture_config, "train")
+    edited = records_for(mixture_config, "train")
     with (make_iterator(mixture_config, "train", source=edited) as it,
           pytest.raises(DataChangedError, match="the training split of 'small' changed")):
         it.set_state(state)
     reordered = mixture_config.copy_and_resolve_references()
     reordered.data.sources = f"{tmp_path / 'small'}:0.25,{tmp_path / 'big'}:0.75"
-    with (make_iterator(reordered, "train", source=task_records(reordered, "train")) as it,
+    with (make_iterator(reordered, "train", source=records_for(reordered, "train")) as it,
           pytest.raises(DataChangedError, match="the order was big, small, now small, big")):
         it.set_state(state)
     single = mixture_config.copy_and_resolve_references()
     single.data.sources, single.data.root = "", str(tmp_path / "big")
-    with (make_iterator(single, "train", source=task_records(single, "train")) as it,
+    with (make_iterator(single, "train", source=records_for(single, "train")) as it,
           pytest.raises(DataChangedError, match="was a mixture .* now a single dataset")):
         it.set_state(state)
     restart = mixture_config.copy_and_resolve_references()
@@ -192,23 +205,23 @@ def test_resume_names_the_source_that_changed(mixture_config, tmp_path):
 def test_a_broken_source_is_named(mixture_config, tmp_path, monkeypatch):
     (tmp_path / "small" / "labels" / "000002.json").write_text("{}")
     with pytest.raises(DatasetError, match="small/labels/000002.json"):
-        task_records(mixture_config, "train")
+        records_for(mixture_config, "train")
     monkeypatch.chdir(tmp_path)  # relative roots, as on a command line
     mixture_config.data.sources = "big:1,nowhere:1"
     with pytest.raises(DatasetError) as error:
-        task_records(mixture_config, "val")
+        records_for(mixture_config, "val")
     assert str(error.value) == ("nowhere: is not a directory (a data.sources folder: check "
                                 "--config.data.sources)")
     mixture_config.data.sources = "big:1,small:1"
     with pytest.raises(DatasetError, match="^small/labels/000002.json: width: missing"):
-        task_records(mixture_config, "train")
+        records_for(mixture_config, "train")
 
 
 def test_a_source_without_val_samples_is_trained_not_validated(mixture_config, tmp_path,
                                                                 capsys):
     (tmp_path / "small" / "splits").mkdir()
     (tmp_path / "small" / "splits" / "val.txt").write_text("# no video hashed into val\n")
-    train, val = task_records(mixture_config, "train"), task_records(mixture_config, "val")
+    train, val = records_for(mixture_config, "train"), records_for(mixture_config, "val")
     assert train.names == ("big", "small") and train.lengths()["small"] == 16
     assert val.names == ("big",)
     assert "'small' (" in capsys.readouterr().err
@@ -219,11 +232,11 @@ def test_a_source_without_val_samples_is_trained_not_validated(mixture_config, t
     (tmp_path / "big" / "splits").mkdir()
     (tmp_path / "big" / "splits" / "val.txt").write_text("")
     with pytest.raises(DatasetError, match="data.sources: no source has val samples"):
-        task_records(mixture_config, "val")
+        records_for(mixture_config, "val")
 
 
 def test_validation_reports_each_source_and_all(mixture_config):
-    val = task_records(mixture_config, "val")
+    val = records_for(mixture_config, "val")
     counts = val.lengths()
     assert all(counts.values())
 
@@ -245,7 +258,7 @@ def test_validation_reports_each_source_and_all(mixture_config):
 
 def test_single_dataset_is_unchanged(tiny_config):
     write_dataset(Path(tiny_config.data.root), 12, size=(40, 30))
-    records = task_records(tiny_config, "train")
+    records = records_for(tiny_config, "train")
     assert not isinstance(records, MixtureSource)
     batch = next(iter(make_dataset(tiny_config, "train", source=records)))
     assert batch["image"].shape == (4, 32, 32, 3)
@@ -288,12 +301,12 @@ def test_hand_task_mixes_hand_records_of_each_source(mixture_config):
     config = tiny_hand_config.get_config()
     config.data.sources = mixture_config.data.sources
     config.data.val_fraction = 0.25
-    records = task_records(config, "train")
-    assert records.lengths() == {n: 2 * len(task_records(mixture_config, "train").part(k))
+    records = records_for(config, "train")
+    assert records.lengths() == {n: 2 * len(records_for(mixture_config, "train").part(k))
                                  for k, n in enumerate(records.names)}  # two hands each
     batch = next(iter(make_dataset(config, "train", source=records)))
     assert batch["image"].shape == (4, 32, 32, 3) and batch["keypoints"].shape == (4, 21, 3)
-    val = task_records(config, "val")
+    val = records_for(config, "val")
 
     def eval_step(state, batch):
         return batch["keypoints"], np.zeros(len(batch["mask"]))

@@ -15,12 +15,8 @@ import pytest
 from signlang_jax.data import pack
 from signlang_jax.data.dataset import DatasetError
 from signlang_jax.data.iterator import make_iterator
-from signlang_jax.data.pipeline import (
-    PackedSource,
-    load_records,
-    load_split,
-    make_dataset,
-)
+from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.sources import PackedSource, load_records, load_split
 from tests.conftest import ROOT, checkpoint_arrays, write_dataset, write_sample
 
 KEYS = ("image", "keypoints", "bbox", "affine", "index", "mask")

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from signlang_jax.data.augment import AugmentParams, augment_sample, color_matrix
+from signlang_jax.data.hand_crops import HandSource
 from signlang_jax.data.iterator import make_iterator
-from signlang_jax.data.pipeline import load_split, make_dataset, pad_batch
+from signlang_jax.data.pipeline import make_dataset, pad_batch
+from signlang_jax.data.sources import SampleSource, load_split, records_for
 from signlang_jax.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES
 from tests.conftest import write_dataset
 
@@ -214,6 +216,20 @@ def test_iterator_state_round_trip_with_workers(data_config):
                         "--config.data.num_workers=2 restores it")):
         other.set_state(state)
 
+
+def test_records_for_chooses_the_records_and_the_pipeline_reads_them(data_config):
+    records = records_for(data_config, "train")
+    assert isinstance(records, SampleSource) and len(records) == len(
+        load_split(data_config.data, "train"))
+    hand = data_config.copy_and_resolve_references()
+    hand.task = "hand"
+    assert isinstance(records_for(hand, "train"), HandSource)
+    with pytest.raises(ValueError, match="config.task='hand' reads hand records"):
+        make_dataset(hand, "train", source=records)
+    # Without a source the iterator reads records_for's, and its state names their digest.
+    with make_iterator(data_config, "train") as it:
+        next(it)
+        assert json.loads(it.get_state())["data_digest"] == records.digest
 
 def test_invalid_dataset_refused_unless_skipping(data_config, capsys):
     root = Path(data_config.data.root)

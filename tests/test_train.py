@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from signlang_jax.data.pipeline import SampleSource, load_split, make_dataset
+from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.sources import SampleSource, load_split
 from signlang_jax.training import checkpoints, distributed, optimizer, validation
 from signlang_jax.training import train as train_lib
 from tests.conftest import ROOT, checkpoint_arrays

@@ -4,7 +4,8 @@ A dataset is a folder with `images/` and `labels/` (names configurable) holding 
 stem: `images/000123.jpg` and `labels/000123.json`. Every label is checked against the schema in
 `signlang_jax.keypoints` before anything trains on it, and every problem is reported as a `Problem`
 naming the file, the field and what was expected, e.g.
-`labels/000123.json: keypoints[21] 'left_hand_thumb_tip': x=530.2 is outside the image width 512`.
+`labels/000123.json: keypoints[21] 'left_hand_thumb_tip': x=530.2 is outside the image width 512`
+(`Problem` and `DatasetError` live in `problems`, image decoding in `images`).
 
 Coordinates are in pixels with OpenCV's pixel-centre convention (x=0 is the centre of the first
 column); the seed's rule 0 <= x <= width is kept as the validity range.
@@ -18,42 +19,17 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from signlang_jax.data.images import IMAGE_EXTENSIONS, read_image
+from signlang_jax.data.problems import DatasetError, Problem
 from signlang_jax.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 SPLITS: tuple[str, ...] = ("train", "val")
 # Not a split of the folder but all of it (e.g. a separate held-out set); packs have no such split.
 ALL_SPLIT = "all"
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one file: where (file, field), what (message) and a summary kind."""
-
-    file: str
-    field: str
-    message: str
-    kind: str
-
-    def __str__(self) -> str:
-        """`file: field: message`, the form every error in the project uses."""
-        return f"{self.file}: {self.field}: {self.message}" if self.field else (
-            f"{self.file}: {self.message}"
-        )
-
-
-class DatasetError(ValueError):
-    """Raised for invalid dataset files; carries every `Problem` found, one per line in str()."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,63 +46,6 @@ class Sample:
     height: int
     keypoints: np.ndarray
     bbox: np.ndarray
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def decode_image(data: bytes, file: str) -> np.ndarray:
-    """Decode encoded JPEG/PNG bytes to RGB uint8 (H, W, 3); `file` names it in errors.
-
-    Grayscale is replicated to three channels, 16-bit is scaled to 8-bit and an alpha channel is
-    dropped when fully opaque; transparency and truncated files are rejected.
-    """
-    if data[:3] == b"\xff\xd8\xff":
-        # libjpeg decodes a truncated file with only a warning, padding it with grey: catch it here.
-        if b"\xff\xd9" not in data[-1024:]:
-            raise DatasetError([Problem(file, "", "truncated JPEG (no end-of-image marker)",
-                                        "image_decode")])
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in data[-16:]:
-            raise DatasetError([Problem(file, "", "truncated PNG (no IEND chunk)",
-                                        "image_decode")])
-    else:
-        raise DatasetError([Problem(file, "", "not a JPEG or PNG file", "image_decode")])
-    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if image is None or image.size == 0:
-        raise DatasetError([Problem(file, "", "image could not be decoded (corrupt file)",
-                                    "image_decode")])
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)  # 16-bit PNG: keep the 8 most significant bits
-    elif image.dtype != np.uint8:
-        raise DatasetError([Problem(file, "", f"unsupported pixel type {image.dtype}; expected "
-                                    "8- or 16-bit", "image_format")])
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    channels = image.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        if image[:, :, 3].min() < 255:
-            raise DatasetError([Problem(
-                file, "", "RGBA image with transparent pixels: composite it onto a background "
-                "(the keypoints' context is undefined where it is transparent)", "image_format")])
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    raise DatasetError([Problem(file, "", f"unsupported channel count {channels}", "image_format")])
-
-
-def read_image(path: str | os.PathLike, file: str | None = None) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); errors name `file` (default: the path)."""
-    file = file or str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise DatasetError([Problem(file, "", f"cannot read image: {e.strerror}",
-                                    "missing_image")]) from None
-    return decode_image(data, file)
 
 
 # ----------------------------------------------------------------------------- labels

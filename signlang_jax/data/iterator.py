@@ -19,6 +19,7 @@ import numpy as np
 
 from signlang_jax.data.mixture import MixtureSource
 from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.sources import Records, records_for
 
 
 class DataChangedError(ValueError):
@@ -26,6 +27,11 @@ class DataChangedError(ValueError):
 
 
 ON_DATA_CHANGE = ("refuse", "restart_epoch")  # config.train.on_data_change
+# The config fields a saved position depends on: they choose the records (their digest), the
+# batch size and the worker count that `set_state` compares.
+POSITION_FIELDS = ("data.root", "data.sources", "data.format", "data.images_dir",
+                   "data.labels_dir", "data.val_fraction", "data.skip_invalid",
+                   "data.num_workers", "train.batch_size")
 
 
 class BatchIterator:
@@ -153,14 +159,16 @@ def _source_changes(saved: dict | None, now: dict | None) -> list[str]:
     return changes
 
 
-def make_iterator(config: ml_collections.ConfigDict, split: str, **kwargs: object
-                  ) -> BatchIterator:
-    """`make_dataset(config, split, **kwargs)` as a checkpointable `BatchIterator`."""
+def make_iterator(config: ml_collections.ConfigDict, split: str, source: Records | None = None,
+                  **kwargs: object) -> BatchIterator:
+    """`make_dataset(config, split, source=...)` as a checkpointable `BatchIterator`.
+
+    `source` defaults to `records_for(config, split)`; `kwargs` go to `make_dataset`.
+    """
+    source = records_for(config, split) if source is None else source
     num_workers = kwargs.get("num_workers")
     num_workers = config.data.num_workers if num_workers is None else num_workers
-    source = kwargs.get("source")
-    digest = source.digest if source is not None else ""
     sources = source.state_fields() if isinstance(source, MixtureSource) else None
-    return BatchIterator(make_dataset(config, split, **kwargs), int(num_workers), digest,
-                         int(kwargs.get("batch_size") or config.train.batch_size),
+    return BatchIterator(make_dataset(config, split, source=source, **kwargs), int(num_workers),
+                         source.digest, int(kwargs.get("batch_size") or config.train.batch_size),
                          config.train.get("on_data_change", "refuse"), sources)

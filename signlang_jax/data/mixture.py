@@ -7,8 +7,9 @@
 
 Each entry is `[NAME=]ROOT[:WEIGHT]` (weight 1 when left out; NAME defaults to the folder's
 name and labels the per-source validation metrics, `val/NAME/pck@0.1`). Empty = the single
-dataset `data.root`, as before. Every source is read in `data.format` with the other `data.*`
-fields, validated as a single dataset is, and keeps its own train/val split.
+dataset `data.root` (setting both is refused: `config_check`). Every source is read in
+`data.format` with the other `data.*` fields, validated as a single dataset is, and keeps its own
+train/val split: `signlang_jax.data.sources.records_for` reads them into a `MixtureSource`.
 
 Training draws from the sources in proportion to their weights: grain's `MapDataset.mix`
 interleaves each source's own endlessly reshuffled stream, so every stretch of the stream (and
@@ -24,18 +25,15 @@ import dataclasses
 import hashlib
 import json
 import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grain
-import ml_collections
 import numpy as np
 
-from signlang_jax.data.dataset import DatasetError, Problem
+from signlang_jax.data.problems import DatasetError, Problem
 
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # in metric names: no '/', '@', '..'
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +55,18 @@ def _entry(entry: object, where: str) -> SourceSpec:
     else:
         raise ValueError(f"{where}: {entry!r} is not 'ROOT:WEIGHT' or (ROOT, WEIGHT)")
     root, weight = rest, "1"
-    if ":" in rest:
-        head, _, tail = rest.rpartition(":")
-        if re.fullmatch(r"\s*[-+0-9.eE]+\s*|\s*(nan|inf)\s*", tail):
-            root, weight = head, tail
+    head, colon, tail = rest.rpartition(":")
+    # After the last ':' comes the weight, unless a path goes on there (gs://bucket/data).
+    if colon and not re.search(r"[/\\]", tail):
+        root, weight = head, tail
     root = root.strip()
+    if not root:
+        raise ValueError(f"{where}: {entry!r} has no dataset folder")
     try:
         value = float(weight)
     except ValueError:
-        value = float("nan")
-    if not root:
-        raise ValueError(f"{where}: {entry!r} has no dataset folder")
+        raise ValueError(f"{where}: {entry!r} has weight {weight.strip()!r}, not a number; "
+                         "write ROOT:WEIGHT with a positive number, e.g. data:0.5") from None
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{where}: {entry!r} has weight {weight.strip()!r}; weights must be "
                          "positive numbers")
@@ -213,46 +212,3 @@ def mixed_train_dataset(source: MixtureSource, seed: int, shard_index: int = 0,
     mixed = grain.MapDataset.mix(parts, mixing_proportions(source.weights))
     return mixed if num_epochs is None else mixed[: num_epochs * total]
 
-
-def mixture_records(data: ml_collections.ConfigDict, split: str,
-                    load: Callable[[ml_collections.ConfigDict, str], object],
-                    wrap: Callable[[object], object] | None = None) -> MixtureSource:
-    """The `MixtureSource` of `split` over `data.sources`: `load(data with root, split)` each.
-
-    `wrap` turns each source's records into the task's (HandSource for task="hand"). A source
-    without val samples (e.g. pseudo-labels whose videos all hashed into train) is trained on
-    but left out of validation, with a message; a mixture with no val sample is refused.
-    """
-    parts, kept = [], []
-    for spec in parse_sources(data.get("sources") or ""):
-        source_data = data.copy_and_resolve_references()
-        with source_data.unlocked():
-            source_data.root = spec.root
-        try:
-            records = load(source_data, split)
-        except DatasetError as e:
-            if split == "val" and {p.kind for p in e.problems} == {"empty_split"}:
-                print(f"data.sources: {spec.name!r} ({spec.root}) has no val samples: it is "
-                      "trained on, not validated", file=sys.stderr)
-                continue
-            raise _in_source(e, spec.root) from None
-        parts.append(wrap(records) if wrap else records)
-        kept.append(spec)
-    if not parts:
-        raise DatasetError([Problem("data.sources", "", f"no source has {split} samples",
-                                    "empty_split")])
-    return MixtureSource(parts, kept)
-
-
-def _in_source(error: DatasetError, root: str) -> DatasetError:
-    """`error` with its root-relative file names under the source's `root`."""
-    problems = []
-    for p in error.problems:
-        if p.kind == "missing_dir":
-            p = dataclasses.replace(p, message="is not a directory (a data.sources folder: "
-                                    "check --config.data.sources)")
-        elif not (Path(p.file).is_absolute() or Path(p.file) == Path(root)
-                  or Path(root) in Path(p.file).parents):
-            p = dataclasses.replace(p, file=str(Path(root) / p.file))
-        problems.append(p)
-    return DatasetError(problems)

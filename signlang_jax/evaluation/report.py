@@ -1,6 +1,6 @@
 """The evaluation report: the printed tables, the per-keypoint chart, the worst-cases grid.
 
-`signlang_jax.evaluate` computes the metrics; this module only presents them.
+`signlang_jax.evaluation.scoring` computes the metrics; this module only presents them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from signlang_jax.data.pipeline import PackedSource, SampleSource, record_image
+from signlang_jax.data.sources import PackedSource, SampleSource, record_image
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.evaluation.metrics import HAND_PCK_THRESHOLD, normalized_distances
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, group_of
@@ -99,8 +99,6 @@ def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,
     if worst > 0:
         write_rgb(str(out / "worst.jpg"), worst_grid(records, result["pred"], result["gt"],
                                                      result["bbox"], worst))
-
-
 
 
 HAND_COLUMNS = (("pck@0.05", "PCK@0.05"), ("pck@0.1", "PCK@0.1"),

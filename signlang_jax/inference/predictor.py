@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
+from signlang_jax.crop import to_original
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.errors import ConfigError
 from signlang_jax.inference.cli_args import INFERENCE_DTYPES
@@ -40,24 +41,30 @@ def load_hand_stage(checkpoint: str | Path, step: str | int | None = None,
     """The hand stage of a hand-model checkpoint, with its training run's crop rule."""
     from signlang_jax.data.hand_crops import hand_crop_rule
 
-    loaded = load_for_inference(checkpoint, step, dtype)
-    if loaded.config.get("task", "wholebody") != "hand":
-        raise ConfigError(f"--hand-checkpoint {checkpoint}: {loaded.directory} is a "
-                          f"{loaded.config.get('task', 'wholebody')} model; expected a hand "
-                          "model trained with configs/hand.py (task='hand')")
+    loaded = load_for_inference(checkpoint, step, dtype, task="hand")
     predictor = Predictor(loaded.model, loaded.config, decoder)
     return HandStage(predictor.predict_keypoints,
                      loaded.config.data.image_size, hand_crop_rule(loaded.config), min_score,
                      batch_size)
 
 
+# The one check of a checkpoint's task, worded for the flag that names each kind of model.
+_WRONG_TASK = {
+    "wholebody": "--checkpoint {checkpoint} is a {found} model ({directory}): give the whole-body "
+                 "model here and the hand model as --hand-checkpoint",
+    "hand": "--hand-checkpoint {checkpoint}: {directory} is a {found} model; expected a hand "
+            "model trained with configs/hand.py (task='hand')",
+}
+
+
 def load_for_inference(checkpoint: str | Path, step: str | int | None = None,
-                       dtype: str = "float32") -> LoadedCheckpoint:
+                       dtype: str = "float32", task: str | None = None) -> LoadedCheckpoint:
     """The `LoadedCheckpoint` a CLI asked for: the best step unless a step is named.
 
     "Named" = --step, a :suffix or a step folder. dtype: one of INFERENCE_DTYPES, the compute
     dtype (parameters stay float32); the config's model.dtype is the one asked for ("trained":
-    the run's own value).
+    the run's own value). task: the `config.task` the caller needs ("wholebody" for
+    --checkpoint, "hand" for --hand-checkpoint); another is refused naming the flag.
     """
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(INFERENCE_DTYPES)} "
@@ -65,13 +72,18 @@ def load_for_inference(checkpoint: str | Path, step: str | int | None = None,
     path, chosen = split_spec(checkpoint, step)
     if chosen is None and not path.name.isdigit():
         chosen = "best"
-    return load_checkpoint(path, chosen, dtype=dtype)
+    loaded = load_checkpoint(path, chosen, dtype=dtype)
+    found = loaded.config.get("task", "wholebody")
+    if task is not None and found != task:
+        raise ConfigError(_WRONG_TASK[task].format(checkpoint=checkpoint, found=found,
+                                                   directory=loaded.directory))
+    return loaded
 
 
-def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str = "float32"
-               ) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
+def load_model(checkpoint: str | Path, step: str | int | None = None, dtype: str = "float32",
+               task: str | None = None) -> tuple[nnx.Module, ml_collections.ConfigDict, int]:
     """(model in eval mode, its training config, step) of `load_for_inference`."""
-    loaded = load_for_inference(checkpoint, step, dtype)
+    loaded = load_for_inference(checkpoint, step, dtype, task)
     return loaded.model, loaded.config, loaded.step
 
 
@@ -122,14 +134,6 @@ class Predictor:
         if self.hand_stage is not None:
             keypoints = self.hand_stage.refine([image], keypoints[None])[0]
         return keypoints
-
-
-def to_original(keypoints: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Map (K, 3) input-pixel keypoints back through a (2, 3) original -> input affine."""
-    matrix = np.vstack([affine.astype(np.float64), [0, 0, 1]])
-    inverse = np.linalg.inv(matrix)[:2]
-    xy = keypoints[:, :2] @ inverse[:, :2].T + inverse[:, 2]
-    return np.concatenate([xy, keypoints[:, 2:]], axis=1).astype(np.float32)
 
 
 def _predict(graphdef: nnx.GraphDef, image_size: int, sigma: float, decoder: str,

@@ -47,16 +47,11 @@ class RegionPredictor:
 def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str | None,
              hand_min_score: float, batch_size: int) -> RegionPredictor:
     """A `RegionPredictor` on training checkpoints (imports JAX)."""
-    from signlang_jax.errors import ConfigError
     from signlang_jax.inference.predictor import Predictor, load_for_inference, load_hand_stage
     from signlang_jax.training.compile_cache import enable_compilation_cache
 
     enable_compilation_cache()
-    loaded = load_for_inference(checkpoint, step, dtype)
-    if loaded.config.get("task", "wholebody") != "wholebody":
-        raise ConfigError(f"--checkpoint {checkpoint}: {loaded.directory} is a "
-                          f"{loaded.config.task} model; give the whole-body model here and "
-                          "the hand model as --hand-checkpoint")
+    loaded = load_for_inference(checkpoint, step, dtype, task="wholebody")
     stage = None if hand_checkpoint is None else load_hand_stage(
         hand_checkpoint, None, dtype, hand_min_score)
     predictor = Predictor(loaded.model, loaded.config, hand_stage=None)

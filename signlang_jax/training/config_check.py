@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
 
+from configs import default
 from signlang_jax.data.hand_crops import NUM_HAND_KEYPOINTS
 from signlang_jax.data.mixture import parse_sources
-from signlang_jax.data.pipeline import FORMATS
+from signlang_jax.data.sources import FORMATS
 from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.models import BACKBONES, DTYPES
@@ -290,11 +291,7 @@ def _cross_checks(values: dict[str, object], device_count: int, process_count: i
     if scale_min is not None and scale_max is not None and scale_min > scale_max:
         problems.append(f"{_flag('augment.scale_min', scale_min)}: must be <= "
                         f"augment.scale_max={scale_max!r}")
-    problems += _task_checks(values)
-    if values.get("data.sources") and values.get("data.synthetic_num"):
-        problems.append(f"{_flag('data.synthetic_num', values['data.synthetic_num'])}: must be 0 "
-                        "with data.sources (render the synthetic data first, e.g. "
-                        "python -m signlang_jax.synth, and list its folder as a source)")
+    problems += _task_checks(values) + _sources_checks(values)
     size = values.get("data.image_size")
     if size is not None and size % BACKBONE_STRIDE:
         problems.append(f"{_flag('data.image_size', size)}: must be divisible by "
@@ -335,6 +332,23 @@ def _task_checks(values: dict[str, object]) -> list[str]:
     if low is not None and high is not None and low > high:
         problems.append(f"{_flag('hand_crop.scale_min', low)}: must be <= "
                         f"hand_crop.scale_max={high!r}")
+    return problems
+
+
+def _sources_checks(values: dict[str, object]) -> list[str]:
+    """data.sources replaces data.root and the synthetic data: neither may be set beside it."""
+    problems, sources = [], parse_sources(values.get("data.sources", ""))
+    root, synthetic = values.get("data.root"), values.get("data.synthetic_num")
+    # configs/default.py's data.root is a placeholder every config inherits, not a choice.
+    if sources and root and root != default.get_config().data.root:
+        problems.append(f"{_flag('data.root', root)}: is not read when "
+                        f"{_flag('data.sources', values['data.sources'])} is set (each source "
+                        "names its own folder): drop --config.data.root, or drop "
+                        f"--config.data.sources to train on {root} alone")
+    if sources and synthetic:
+        problems.append(f"{_flag('data.synthetic_num', synthetic)}: must be 0 with data.sources "
+                        "(render the synthetic data first, e.g. python -m signlang_jax.synth, "
+                        "and list its folder as a source)")
     return problems
 
 

@@ -3,8 +3,8 @@
 Each start of a run records its config (`record_config`): `WORKDIR/config.json` is the current
 one (inference reads it) and `WORKDIR/config_history/NNN-stepS.json` keeps every start's, never
 overwritten. On a resume `config_differences` splits the changes since the checkpoint's config
-into architecture changes (the checkpoint cannot be loaded) and others (the run continues, with
-a warning).
+into architecture changes (the checkpoint cannot be loaded) and others (a warning; those the saved
+data position depends on are checked next by the data iterator, which may still refuse).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import ml_collections
 
+from signlang_jax.data.iterator import POSITION_FIELDS
 from signlang_jax.errors import ConfigError
 
 # Config fields that change parameter shapes or the meaning of the outputs: a workdir trained with
@@ -86,12 +87,23 @@ def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]
 
 
 def format_config_warnings(other: list[str], source: str) -> str:
-    """The warning printed on a resume with changed non-architecture fields ('' if none)."""
+    """The warning printed on a resume with changed non-architecture fields ('' if none).
+
+    It promises no outcome: it is printed before the data iterator compares its saved position,
+    which a changed `POSITION_FIELDS` field (or changed data) may make it refuse.
+    """
     if not other:
         return ""
     noun = "field" if len(other) == 1 else "fields"
-    return (f"WARNING {source}: this config differs from the checkpoint's in {len(other)} "
-            f"{noun}; the run continues with this config:\n  " + "\n  ".join(other))
+    text = (f"WARNING {source}: this config differs from the checkpoint's in {len(other)} "
+            f"{noun}; this config's values apply:\n  " + "\n  ".join(other))
+    position = [f for f in (line.split(":", 1)[0] for line in other) if f in POSITION_FIELDS]
+    if position:
+        text += (f"\n{', '.join(position)}: the checkpoint's data position depends on "
+                 f"{'it' if len(position) == 1 else 'them'}; it is checked next, and a resume "
+                 "on other data, another batch size or worker count stops there unless "
+                 "--config.train.on_data_change=restart_epoch")
+    return text
 
 
 # ----------------------------------------------------------------------------- history
