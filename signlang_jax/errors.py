@@ -1,6 +1,6 @@
 """The project's own error types: each carries a message that tells the user what to do.
 
-The CLIs catch these (and `signlang_jax.data.dataset.DatasetError`) and print one `ERROR ...`
+The CLIs catch these (and `signlang_jax.data.problems.DatasetError`) and print one `ERROR ...`
 line; any other exception is a bug and keeps its traceback.
 """
 
@@ -21,3 +21,7 @@ class CheckpointError(ValueError):
 
 class CheckpointMismatchError(CheckpointError):
     """A readable checkpoint of another model or optimizer than the config describes."""
+
+
+class CheckpointUnavailableError(CheckpointError):
+    """A checkpoint could not be read for a reason that is not its files (out of memory...)."""

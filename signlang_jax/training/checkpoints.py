@@ -12,19 +12,30 @@ uses one syntax, parsed by `parse_spec`:
 
 Recovery: a checkpoint may be damaged (disk full, a copy cut short). Restoring the latest step
 tries the kept steps newest first, warns once per skipped step with the reason, and fails with
-every step's reason only when none restores. A damaged step is never moved or deleted: it is
-listed in WORKDIR/damaged_checkpoints.json and kept by the retention policy until a person
-removes it.
+every step's reason only when none restores. A damaged step is listed in
+WORKDIR/damaged_checkpoints.json and kept by the retention policy until a person removes it; it
+is not deleted or overwritten, and only moved in one case: when a run reaches its final step and
+that step is recorded damaged, the damaged folder is moved to WORKDIR/damaged/STEP (its reason in
+WORKDIR/damaged/STEP.txt) so that the final state is saved as checkpoints/STEP.
+
+Only unreadable or inconsistent files are damage. A read that fails for another reason (out of
+memory, RESOURCE_EXHAUSTED, any RuntimeError: none comes from the files) is tried again
+RESTORE_TRIES times and then stops the run with `CheckpointUnavailableError`, naming the cause;
+the step is not recorded and no older step is tried in its place.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import gc
 import json
 import logging
 import math
+import re
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grain
@@ -33,11 +44,24 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from signlang_jax.data.iterator import DataChangedError
-from signlang_jax.errors import CheckpointError, CheckpointMismatchError
+from signlang_jax.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointUnavailableError,
+)
+from signlang_jax.training.distributed import sync_processes
 from signlang_jax.training.validation import metric_mode
 
 STEP_WORDS = ("best", "latest")
 DAMAGED_FILE = "damaged_checkpoints.json"  # in the workdir, next to checkpoints/
+DAMAGED_DIR = "damaged"  # in the workdir: damaged steps moved out of the way of a final save
+RESTORE_TRIES = 3  # reads of one step before a transient error stops the run
+RESTORE_RETRY_DELAY_S = 2.0  # x the try number: time for another process to free its memory
+# In a failed read's message, a status that says nothing about the files (absl codes from XLA
+# and tensorstore; the latter raises ValueError for every status, damage or not).
+_TRANSIENT_STATUS = re.compile(r"RESOURCE_EXHAUSTED|UNAVAILABLE|DEADLINE_EXCEEDED|out of memory",
+                               re.IGNORECASE)
+_TRANSIENT_ERRNOS = {errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY}
 
 
 # ----------------------------------------------------------------------------- naming
@@ -101,10 +125,8 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
     policies = ocp.checkpoint_managers
     keep = [policies.LatestN(n=config.train.keep_checkpoints),
             policies.BestN(get_metric_fn=_metric_getter(metric, mode), reverse=mode == "min",
-                           n=1, keep_checkpoints_without_metrics=False)]
-    damaged = sorted(read_damaged(directory.parent))
-    if damaged:
-        keep.append(policies.CustomSteps(steps=damaged))
+                           n=1, keep_checkpoints_without_metrics=False),
+            _RecordedDamaged(Path(directory).parent)]
     # best_fn only makes orbax store each checkpoint's metrics (the policy above decides what
     # is kept); without it `metrics()` is empty and no checkpoint can be "best".
     options = ocp.CheckpointManagerOptions(
@@ -112,6 +134,22 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
         best_fn=_metric_getter(metric, mode), best_mode=mode, cleanup_tmp_directories=True,
         create=not read_only, read_only=read_only, enable_async_checkpointing=True)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+
+@dataclasses.dataclass
+class _RecordedDamaged:
+    """Preservation policy: keep the steps listed in WORKDIR/damaged_checkpoints.json.
+
+    The list is read at each decision, not when the manager is made: the restore that starts a
+    run records damage after its manager exists, and that run's own saves must not delete it.
+    """
+
+    workdir: Path
+
+    def should_preserve(self, checkpoints: Sequence[object], *, context: object) -> list[bool]:
+        """One flag per orbax `PolicyCheckpointInfo`: True for a recorded damaged step."""
+        damaged = read_damaged(self.workdir)
+        return [info.step in damaged for info in checkpoints]
 
 
 def _metric_getter(metric: str, mode: str) -> Callable[[dict], float]:
@@ -168,8 +206,9 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state
 
     Raises `CheckpointMismatchError` for a checkpoint of another architecture or optimizer (its
     arrays differ in names or shapes from `abstract_state`), `CheckpointError` for a damaged
-    one, and lets the iterator's `DataChangedError` through unchanged (the data changed, not the
-    checkpoint).
+    one, `CheckpointUnavailableError` when the read keeps failing for another reason (see
+    `_read`), and lets the iterator's `DataChangedError` through unchanged (the data changed,
+    not the checkpoint).
     """
     step_dir = Path(manager.directory) / str(step)
     differences = structure_differences(step_dir / "state", abstract_state)
@@ -185,15 +224,53 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if iterator is not None:
         items["data_iter"] = grain.checkpoint.CheckpointRestore(iterator)
-    try:
-        with _quiet_asyncio():
-            restored = manager.restore(step, args=ocp.args.Composite(**items))
-    except DataChangedError:
-        raise
-    except (ValueError, OSError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {step_dir} cannot be read (damaged or incomplete?): "
-                              f"{_first_line(e)}") from None
-    return restored["state"]
+    return _read(manager, step, ocp.args.Composite(**items))["state"]
+
+
+def _read(manager: ocp.CheckpointManager, step: int, args: ocp.args.Composite) -> dict:
+    """`manager.restore(step)`, tried again on a transient error; damage as `CheckpointError`.
+
+    Damage (unreadable, missing or inconsistent files) fails at once. A transient error (see
+    `_is_transient`) is tried RESTORE_TRIES times, then raised as `CheckpointUnavailableError`.
+    """
+    step_dir = Path(manager.directory) / str(step)
+    for attempt in range(1, RESTORE_TRIES + 1):
+        with _quiet_asyncio() as quiet:
+            try:
+                return manager.restore(step, args=args)
+            except DataChangedError:
+                raise
+            except (ValueError, OSError, KeyError, RuntimeError, MemoryError) as e:
+                quiet.failed = True
+                transient, reason = _is_transient(e), _first_line(e)
+        if not transient:
+            raise CheckpointError(f"checkpoint {step_dir} cannot be read (damaged or "
+                                  f"incomplete?): {reason}")
+        if attempt < RESTORE_TRIES:
+            delay = RESTORE_RETRY_DELAY_S * attempt
+            print(f"WARNING reading checkpoint {step_dir} failed ({reason}), not because of its "
+                  f"files; trying again in {delay:g} s ({attempt + 1} of {RESTORE_TRIES})",
+                  file=sys.stderr)
+            time.sleep(delay)
+    raise CheckpointUnavailableError(
+        f"checkpoint {step_dir} could not be read in {RESTORE_TRIES} tries: {reason}. This is not "
+        "damage to its files (they were left as they are and not recorded as damaged). If it is "
+        "out of memory, free memory (another process on the same accelerator?) and run the same "
+        "command again.")
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Whether a failed read says nothing about the checkpoint's files (out of memory...).
+
+    orbax, tensorstore and grain report missing, truncated, corrupt or inconsistent files as
+    ValueError (DATA_LOSS, NOT_FOUND, OUT_OF_RANGE, JSON errors), KeyError or OSError; none of
+    them raises RuntimeError for a file, while XLA's errors (JaxRuntimeError) are RuntimeErrors.
+    """
+    if isinstance(error, MemoryError) or _TRANSIENT_STATUS.search(str(error)):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in _TRANSIENT_ERRNOS
+    return isinstance(error, RuntimeError)
 
 
 def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: object,
@@ -202,24 +279,25 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: object
     """(step, state) of the newest step that restores; damaged steps are skipped and recorded.
 
     Architecture, optimizer and data mismatches are not damage: they are raised at once (every
-    older step would fail the same way).
+    older step would fail the same way), and so is a read that keeps failing for a reason that
+    is not the files (`CheckpointUnavailableError`: an older step would lose progress for nothing).
     """
     warn = warn or (lambda message: print(message, file=sys.stderr))
     reasons = {}
-    for step in sorted(manager.all_steps(), reverse=True):
-        try:
-            state = restore_checkpoint(manager, step, abstract_state, iterator)
-        except CheckpointMismatchError:
-            raise
-        except CheckpointError as e:
-            reasons[step] = str(e)
-            warn(f"WARNING skipping checkpoint step {step}: {e}. It is left in place at "
-                 f"{Path(manager.directory) / str(step)}; trying the previous step.")
-            continue
-        if reasons:
-            record_damaged(Path(manager.directory).parent, reasons)
-        return step, state
-    record_damaged(Path(manager.directory).parent, reasons)
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                state = restore_checkpoint(manager, step, abstract_state, iterator)
+            except (CheckpointMismatchError, CheckpointUnavailableError):
+                raise  # not damage: an older step would not help
+            except CheckpointError as e:
+                reasons[step] = str(e)
+                warn(f"WARNING skipping checkpoint step {step}: {e}. It is left in place at "
+                     f"{Path(manager.directory) / str(step)}; trying the previous step.")
+                continue
+            return step, state
+    finally:
+        record_damaged(Path(manager.directory).parent, reasons)
     raise CheckpointError(f"no checkpoint in {manager.directory} can be restored:\n  "
                           + "\n  ".join(f"step {s}: {r}" for s, r in reasons.items()))
 
@@ -238,15 +316,9 @@ def restore_model_variables(manager: ocp.CheckpointManager, step: int,
     if differences:
         raise CheckpointMismatchError(f"checkpoint {step_dir} holds another architecture than "
                                       "its config.json describes:\n  " + _listed(differences))
-    try:
-        with _quiet_asyncio():
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(
-                    item=target, partial_restore=True,
-                    restore_args=ocp.checkpoint_utils.construct_restore_args(target))))
-    except (ValueError, OSError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {step_dir} cannot be read (damaged or incomplete?): "
-                              f"{_first_line(e)}") from None
+    restored = _read(manager, step, ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, partial_restore=True,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target))))
     return restored["state"][0]
 
 
@@ -257,10 +329,12 @@ def structure_differences(state_dir: Path, abstract_state: object, partial: bool
     Reads only orbax's metadata file. `partial`: arrays saved but not asked for are fine.
     Unreadable metadata is reported by the restore itself, not here.
     """
-    try:
-        saved_tree = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
-    except (ValueError, OSError, KeyError, AttributeError, TypeError):
-        return []
+    with _quiet_asyncio() as quiet:
+        try:
+            saved_tree = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
+        except (ValueError, OSError, KeyError, AttributeError, TypeError):
+            quiet.failed = True
+            return []
     saved = {name: tuple(meta.shape) for name, meta in _named_leaves(saved_tree)}
     wanted = {name: tuple(leaf.shape) for name, leaf in _named_leaves(abstract_state)}
     lines = [f"{name}: checkpoint {saved[name]}, this model {shape}"
@@ -297,11 +371,63 @@ def record_damaged(workdir: Path, reasons: dict[int, str]) -> None:
     """Add `reasons` to WORKDIR/damaged_checkpoints.json (so the keep policy keeps them)."""
     if not reasons or jax.process_index() != 0 or not Path(workdir).is_dir():
         return
-    merged = {**read_damaged(workdir), **reasons}
+    _write_damaged(workdir, {**read_damaged(workdir), **reasons})
+
+
+def forget_damaged(workdir: Path, steps: Sequence[int]) -> None:
+    """Remove `steps` from WORKDIR/damaged_checkpoints.json (the file goes with the last one)."""
+    recorded = read_damaged(workdir)
+    if jax.process_index() != 0 or not set(steps) & set(recorded):
+        return
+    left = {step: reason for step, reason in recorded.items() if step not in steps}
+    if left:
+        _write_damaged(workdir, left)
+    else:
+        (Path(workdir) / DAMAGED_FILE).unlink()
+
+
+def _write_damaged(workdir: Path, reasons: dict[int, str]) -> None:
     path = Path(workdir) / DAMAGED_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(merged.items())}, indent=2))
+    tmp = path.with_suffix(".tmp")  # a crash mid-write leaves the previous list whole
+    tmp.write_text(json.dumps({str(k): v for k, v in sorted(reasons.items())}, indent=2))
     tmp.replace(path)
+
+
+def set_aside_damaged(manager: ocp.CheckpointManager, step: int) -> Path | None:
+    """Move the recorded damaged `step` to WORKDIR/damaged/ so that `step` can be saved again.
+
+    For a run's final step, whose state has no later save to go to. The files are kept for
+    inspection (WORKDIR/damaged/STEP, or STEP-1... if taken) with the recorded reason in a .txt
+    of the same name; the step leaves damaged_checkpoints.json. Every process calls this;
+    process 0 moves. Returns the new folder (None on other processes, or if it was gone).
+    """
+    manager.wait_until_finished()  # no save of an earlier step still writing next to it
+    workdir = Path(manager.directory).parent
+    moved = None
+    if jax.process_index() == 0:
+        reason = read_damaged(workdir).get(step, "no reason recorded")
+        moved = _move_aside(Path(manager.directory) / str(step), workdir / DAMAGED_DIR, reason)
+        forget_damaged(workdir, [step])
+    sync_processes(f"damaged checkpoint {step} set aside")
+    manager.reload()  # forget the step orbax listed when it opened the folder
+    return moved
+
+
+def _move_aside(step_dir: Path, into: Path, reason: str) -> Path | None:
+    if not step_dir.is_dir():  # removed by a person (or moved by a run killed before the record)
+        return None
+    into.mkdir(exist_ok=True)
+    target, n = into / step_dir.name, 0
+    while target.exists():
+        n += 1
+        target = into / f"{step_dir.name}-{n}"
+    # The reason first: a run killed between the two lines leaves a note, never a bare folder.
+    target.with_name(target.name + ".txt").write_text(
+        f"{step_dir} was recorded as damaged in {DAMAGED_FILE}: {reason}\n"
+        f"Moved here on {time.strftime('%Y-%m-%d %H:%M:%S')} so that the run's final state could "
+        f"be saved as step {step_dir.name}.\n")
+    step_dir.rename(target)
+    return target
 
 
 def _first_line(error: BaseException) -> str:
@@ -310,25 +436,49 @@ def _first_line(error: BaseException) -> str:
 
 
 class _quiet_asyncio:  # noqa: N801 (used as a context manager like a function)
-    """Keep a failed orbax read to our one-line message.
+    """Scope of one orbax read in which a failure stays our one-line message.
 
-    tensorstore's failed reads leave asyncio tasks whose exceptions nobody retrieves and
-    callbacks that hit an already closed event loop; Python prints both (with tracebacks) when
-    they are garbage collected, possibly much later. After a failure the asyncio logger is
-    silenced for the rest of the process and those closed-loop errors are dropped.
+    tensorstore's failed reads leave asyncio tasks whose exceptions nobody retrieves, and the
+    other reads of the same restore go on in their threads and then hit the already closed
+    event loop; Python prints both, with tracebacks. Inside the scope the asyncio logger is
+    silenced and closed-loop errors are dropped. The caller sets `failed` when its read failed
+    (and must have let go of the exception when the scope ends): the exit then collects the
+    garbage and waits for those threads before it puts back the logger's level and the previous
+    `sys.unraisablehook`.
     """
 
-    def __enter__(self) -> None:
-        pass
+    def __enter__(self) -> _quiet_asyncio:
+        self.failed = False
+        self._logger = logging.getLogger("asyncio")
+        self._level, self._previous = self._logger.level, sys.unraisablehook
+        self._dropped = 0
+        self._logger.setLevel(logging.CRITICAL)
+        sys.unraisablehook = self._drop_closed_loop_errors
+        return self
+
+    def _drop_closed_loop_errors(self, unraisable: object) -> None:
+        if "Event loop is closed" in str(getattr(unraisable, "exc_value", "")):
+            self._dropped += 1
+        else:
+            self._previous(unraisable)
 
     def __exit__(self, kind: type | None, *exc: object) -> None:
-        if kind is None:
-            return
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        previous = sys.unraisablehook
+        try:
+            if self.failed and kind is None:
+                self._settle()
+        finally:
+            # A hook someone else set meanwhile is theirs to take down.
+            if sys.unraisablehook == self._drop_closed_loop_errors:
+                sys.unraisablehook = self._previous
+            self._logger.setLevel(self._level)
 
-        def hook(unraisable: object) -> None:
-            if "Event loop is closed" not in str(getattr(unraisable, "exc_value", "")):
-                previous(unraisable)
-        sys.unraisablehook = hook
-        gc.collect()
+    def _settle(self, quiet_s: float = 0.1, most_s: float = 2.0) -> None:
+        # Until no closed-loop error came for quiet_s (most_s at most): the failed read's
+        # other reads finish on tensorstore's threads, each with an error.
+        deadline = time.monotonic() + most_s
+        while True:
+            dropped = self._dropped
+            gc.collect()  # frees the unretrieved tasks: their log lines come out here
+            time.sleep(quiet_s)
+            if self._dropped == dropped or time.monotonic() > deadline:
+                return

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
 from signlang_jax.data.iterator import BatchIterator, make_iterator
-from signlang_jax.data.pipeline import task_records
+from signlang_jax.data.sources import records_for
 from signlang_jax.errors import TrainingError
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
@@ -271,8 +271,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     workdir.mkdir(parents=True, exist_ok=True)
     config = prepare_data(config, workdir)
     check_against(load_previous_config(workdir), config, str(workdir / "config.json"))
-    train_samples = task_records(config, "train")
-    val_samples = task_records(config, "val")
+    train_samples = records_for(config, "train")  # the one place the data source is chosen
+    val_samples = records_for(config, "val")
     check_metric_source(config.train.best_metric, val_samples)
     steps = total_train_steps(config, len(train_samples))
     graphdef, state, schedule = create_state(config, steps)
@@ -351,16 +351,35 @@ def run_loop(config: ml_collections.ConfigDict, trainer: Trainer, state: nnx.Sta
                                     f"not saved. The last checkpoint (step {guard.last_saved}) "
                                     "is intact.")
             check_replicas_agree(state)
-            if step in damaged:  # never overwrite (or delete) a damaged step a person may inspect
-                logger.print(f"step {step}: not saved, {manager.directory}/{step} is a damaged "
-                             "checkpoint kept for inspection (see damaged_checkpoints.json)")
-            else:
-                ckpt.save_checkpoint(manager, step, state, iterator, eval_metrics)
+            if save_unless_damaged(manager, step, state, iterator, eval_metrics, damaged,
+                                   final=step == steps, log=logger.print):
                 guard.last_saved = step
     if start >= steps:  # already trained: report the final checkpoint's metrics
         final, _ = validate(trainer.eval_step, _placer(trainer), state, config, val_samples)
         logger.scalars(start, final)
     return final
+
+
+def save_unless_damaged(manager: object, step: int, state: nnx.State, iterator: BatchIterator,
+                        metrics: dict | None, damaged: set[int], final: bool,
+                        log: Callable[[str], None]) -> bool:
+    """Save `step` (True) unless it is a recorded damaged step kept for inspection (False).
+
+    The final step is always saved: a damaged folder in its way is moved to WORKDIR/damaged/
+    first (see `ckpt.set_aside_damaged`), so a run never ends without its final state.
+    """
+    if step in damaged and final:
+        moved = ckpt.set_aside_damaged(manager, step)
+        damaged.discard(step)
+        if moved is not None:
+            log(f"step {step}: the damaged checkpoint {manager.directory}/{step} was moved to "
+                f"{moved} (reason in {moved}.txt) to save the final state as step {step}")
+    if step in damaged:  # never overwrite (or delete) a damaged step a person may inspect
+        log(f"step {step}: not saved, {manager.directory}/{step} is a damaged checkpoint kept "
+            "for inspection (see damaged_checkpoints.json)")
+        return False
+    ckpt.save_checkpoint(manager, step, state, iterator, metrics)
+    return True
 
 
 def _placer(trainer: Trainer) -> Callable[[dict], dict]:
