@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from tqdm import tqdm
 from signlang_jax.data.images import IMAGE_EXTENSIONS, read_image
 from signlang_jax.data.problems import DatasetError
 from signlang_jax.draw import draw_skeleton, write_rgb
+from signlang_jax.errors import TrainingError
+from signlang_jax.files import write_atomic
 from signlang_jax.inference.cli_args import (
     add_checkpoint_arguments,
     add_dtype_argument,
@@ -34,7 +35,6 @@ from signlang_jax.inference.predictor import (
 )
 from signlang_jax.keypoints import KEYPOINT_NAMES
 from signlang_jax.training.compile_cache import enable_compilation_cache
-from signlang_jax.training.train import TrainingError
 
 
 def prediction_label(keypoints: np.ndarray, image_name: str, width: int, height: int,
@@ -51,12 +51,6 @@ def prediction_label(keypoints: np.ndarray, image_name: str, width: int, height:
         lo, hi = shown.min(0), shown.max(0)
         label["bbox"] = [round(float(v), 2) for v in (*lo, *(hi - lo))]
     return label
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +94,7 @@ def write_prediction(predictor: Predictor, image_path: Path, overlay_path: Path,
     write_rgb(str(overlay_path), overlay)
     label = prediction_label(keypoints, image_path.name, image.shape[1], image.shape[0],
                              threshold)
-    _atomic_write(overlay_path.with_suffix(".json"), json.dumps(label, indent=1))
+    write_atomic(overlay_path.with_suffix(".json"), json.dumps(label, indent=1).encode())
     return overlay
 
 

@@ -206,10 +206,10 @@ def test_existing_split_files_get_the_new_samples(tmp_path, capsys):
 
     assert convert.main(args) == 0
     assert not (out / "splits").exists()  # no split files: the hash split stays in charge
-    # --add never overwrites: the same persons again are refused, nothing changes
+    # --add never overwrites: the same persons again are there already, nothing changes
     labels = sorted(p.read_bytes() for p in (out / "labels").iterdir())
-    assert convert.main(args) == 1
-    assert "3 of the 3 persons" in capsys.readouterr().err
+    assert convert.main(args) == 0
+    assert "kept 3 persons" in capsys.readouterr().out
     assert sorted(p.read_bytes() for p in (out / "labels").iterdir()) == labels
     (out / "splits").mkdir()
     (out / "splits" / "val.txt").write_text("# from another converter\nother_1")
@@ -245,3 +245,143 @@ def test_workers_write_the_same_files(tmp_path):
         outputs.append({p.relative_to(out).as_posix(): p.read_bytes()
                         for p in sorted(out.rglob("*")) if p.is_file()})
     assert len(outputs[0]) == 18 and outputs[0] == outputs[1]
+
+
+# ----------------------------------------------------------------- defects, each with its test
+
+
+def _run(tmp_path, out, *extra: str, fmt: str = "coco-wholebody") -> int:
+    return convert.main([fmt, "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
+                         "--out", str(out), "--size", "32", "--min-box", "16", *extra])
+
+
+def _files(out) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_repeated_annotation_ids_get_distinct_names(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    data["annotations"][1]["id"] = 100  # the same id as annotations[0]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert _run(tmp_path, out) == 0
+    assert "kept 3 persons" in capsys.readouterr().out
+    # The first keeps its name; a repeat gets its annotation index.
+    assert sorted(_labels(out)) == ["scene_100", "scene_100_a1", "scene_102"]
+    assert len(scan_dataset(out).samples) == 3
+
+
+def _two_images(tmp_path) -> dict:
+    """The fixture plus scene_b.png: the same canvas and persons under new ids."""
+    import shutil
+
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    shutil.copy(tmp_path / "scene.png", tmp_path / "scene_b.png")
+    data["images"].append({**data["images"][0], "id": 8, "file_name": "scene_b.png"})
+    data["annotations"] += [{**a, "id": 200 + k, "image_id": 8}
+                            for k, a in enumerate(data["annotations"][:3])]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    return data
+
+
+def test_a_corrupt_image_is_skipped_and_a_rerun_completes(tmp_path, capsys):
+    _two_images(tmp_path)
+    good = (tmp_path / "scene_b.png").read_bytes()
+    (tmp_path / "scene_b.png").write_bytes(good[:40])  # a truncated PNG
+    out = tmp_path / "out"
+    assert _run(tmp_path, out) == 1  # 1: something was skipped
+    printed = capsys.readouterr()
+    assert "scene_b.png: cannot read this image" in printed.err and "skipped" in printed.err
+    assert "kept 3 persons" in printed.out
+    assert "dropped 3: image missing, unreadable or not the size its entry says" in printed.out
+    scan = scan_dataset(out)  # a complete, valid folder of what could be read
+    assert sorted(s.stem for s in scan.samples) == ["scene_100", "scene_101", "scene_102"]
+    assert not scan.problems
+    (tmp_path / "scene_b.png").write_bytes(good)  # fixed: the re-run adds what was missing
+    assert _run(tmp_path, out, "--add") == 0
+    assert "kept 6 persons" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert _run(tmp_path, fresh) == 0
+    assert _files(out) == _files(fresh)
+
+
+def test_an_interrupted_conversion_resumes_with_add(tmp_path, monkeypatch, capsys):
+    _two_images(tmp_path)
+    real, calls = cv2.imencode, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while cutting the fourth person
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imencode", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, out)
+    monkeypatch.undo()
+    assert len(_labels(out)) == 3 and not scan_dataset(out).problems
+    assert not [p for p in out.rglob("*") if "tmp" in p.name]
+    assert _run(tmp_path, out) == 1  # not empty: --add finishes it
+    assert "--add" in capsys.readouterr().err
+    assert _run(tmp_path, out, "--add") == 0
+    assert "kept 6 persons" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert _run(tmp_path, fresh) == 0
+    assert _files(out) == _files(fresh)
+    # The same conversion again changes nothing; a different sample under a taken name is refused.
+    assert _run(tmp_path, out, "--add") == 0 and _files(out) == _files(fresh)
+    data = json.loads((tmp_path / "ann.json").read_text())
+    data["annotations"][0]["bbox"][2] -= 4
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    assert _run(tmp_path, out, "--add") == 1
+    assert "1 of the 6 persons" in capsys.readouterr().err and _files(out) == _files(fresh)
+
+
+def test_a_string_boolean_is_a_named_error(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    data["annotations"][2]["lefthand_valid"] = "false"
+    _refused(tmp_path, data, "annotations[2]: field 'lefthand_valid' must be true or "
+             "false; got 'false'", capsys)
+
+
+@pytest.mark.parametrize(("fmt", "change", "message"), [
+    ("coco-wholebody", lambda d: d["images"][0].update(width="220"),
+     "images[0]: field 'width' must be a positive number; got '220'"),
+    ("coco-wholebody", lambda d: d["images"][0].update(file_name=5),
+     "images[0]: field 'file_name' must be a file name; got 5"),
+    ("coco-wholebody", lambda d: d["images"][0].update(id=[7]),
+     "images[0]: field 'id' must be an integer or a string; got [7]"),
+    ("coco-wholebody", lambda d: d["images"].append(dict(d["images"][0])),
+     "images[1]: field 'id' 7 repeats images[0]"),
+    ("coco-wholebody", lambda d: d["annotations"][1]["keypoints"].__setitem__(5, None),
+     "annotations[1]: field 'keypoints'[5] is null; expected a number"),
+    ("halpe", lambda d: d["annotations"][0]["keypoints"].__setitem__(7, "3"),
+     "annotations[0]: field 'keypoints'[7] is '3'; expected a number"),
+    ("coco-wholebody", lambda d: d["annotations"][0]["bbox"].__setitem__(1, "10"),
+     "annotations[0]: field 'bbox' must be [x, y, w, h] numbers; got [9.5, '10'"),
+    ("coco-wholebody", lambda d: d["annotations"][0].update(iscrowd="0"),
+     "annotations[0]: field 'iscrowd' must be 0 or 1; got '0'"),
+    ("coco-wholebody", lambda d: d["annotations"][0].update(id="../../x"),
+     "annotations[0]: field 'id' must be an integer or a string of letters"),
+    ("coco-wholebody", lambda d: d["annotations"][0].update(image_id=None),
+     "annotations[0]: field 'image_id' None names no entry of 'images'"),
+])
+def test_wrong_types_are_named_errors(tmp_path, capsys, fmt, change, message):
+    _, data = write_fixture(tmp_path, fmt)
+    change(data)
+    _refused(tmp_path, data, message, capsys, fmt=fmt)
+
+
+def test_degenerate_boxes_are_dropped_and_counted(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    data["annotations"][0]["bbox"][2] = 0
+    data["annotations"][1]["bbox"][3] = float("nan")  # json writes NaN, and Python reads it
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert _run(tmp_path, out) == 0
+    printed = capsys.readouterr().out
+    assert "kept 1 persons" in printed
+    assert "dropped 2: degenerate box (width or height not a positive number)" in printed
+    assert sorted(_labels(out)) == ["scene_102"]

@@ -470,27 +470,36 @@ def test_without_pose_format(rec, tmp_path, monkeypatch, capsys):
 
 def test_a_failure_while_writing_leaves_whole_samples_only(rec, tmp_path, monkeypatch, capsys):
     from signlang_jax.data import convert_pose
+    from signlang_jax.data.videos import VideoReadError
 
     calls = []
-    real = convert_pose.read_video
+    real = convert_pose.decode_video
 
     def failing(path, wanted):  # the second pass (writing) breaks after frame 2
         calls.append(path)
         for f, frame in real(path, wanted):
             if len(calls) == 2 and f > 2:
-                raise convert.ConvertError(f"{path}: frame {f} cannot be decoded")
+                raise VideoReadError(f"{path}: frame {f} cannot be decoded")
             yield f, frame
 
-    monkeypatch.setattr(convert_pose, "read_video", failing)
+    monkeypatch.setattr(convert_pose, "decode_video", failing)
     out = tmp_path / "out"
     assert run(rec, out, "--every", "2", pose="poses/rec2.pose", video="videos/rec2.mp4") == 1
-    assert "rec2.mp4: frame 3 cannot be decoded" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "rec2.mp4: frame 3 cannot be decoded (skipped)" in printed.err
+    assert "kept 2 frames of 1 videos" in printed.out  # what is there
     scan = scan_dataset(out)
     assert [s.stem for s in scan.samples] == ["rec2_f000000", "rec2_f000002"]  # of 0, 2, 4
     assert not scan.problems and not scan.warnings
     assert sorted(p.name for p in out.rglob("*") if p.is_file() and "tmp" in p.name) == []
     # what was written joined its video's split (rec2 is a val video)
     assert [s.stem for s in split_samples(scan, "val")] == [s.stem for s in scan.samples]
+    monkeypatch.undo()  # the video reads again: a re-run with --add writes the rest
+    assert run(rec, out, "--every", "2", "--add", pose="poses/rec2.pose",
+               video="videos/rec2.mp4") == 0
+    scan = scan_dataset(out)
+    assert [s.stem for s in split_samples(scan, "val")] == [
+        "rec2_f000000", "rec2_f000002", "rec2_f000004"] == [s.stem for s in scan.samples]
 
 
 def test_add_refuses_a_video_whose_frames_are_already_there(rec, tmp_path, capsys):
@@ -502,3 +511,103 @@ def test_add_refuses_a_video_whose_frames_are_already_there(rec, tmp_path, capsy
     assert {p.name: p.read_bytes() for p in (out / "labels").iterdir()} == before
     assert run(rec, out, "--every", "1", "--add", pose="poses/rec2.pose",
                video="videos/rec2.mp4") == 0  # another video is welcome
+
+
+# ----------------------------------------------------------------- defects, each with its test
+
+
+def _three_pairs(rec, tmp_path) -> tuple[Path, Path]:
+    """Folders p/ and v/: rec1, rec2 and rec3 (a copy of rec2 under another name)."""
+    poses, videos = tmp_path / "p", tmp_path / "v"
+    poses.mkdir()
+    videos.mkdir()
+    for name, source in (("rec1", "rec1"), ("rec2", "rec2"), ("rec3", "rec2")):
+        for folder, kind in ((poses, "poses/{}.pose"), (videos, "videos/{}.mp4")):
+            target = folder / Path(kind.format(name)).name
+            target.write_bytes((rec["root"] / kind.format(source)).read_bytes())
+    return poses, videos
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_bad_video_is_skipped_and_the_others_converted(rec, tmp_path, capsys):
+    poses, videos = _three_pairs(rec, tmp_path)
+    (videos / "rec3.mp4").write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "out"
+    assert convert.main(["pose", "--pose", str(poses), "--video", str(videos), "--out", str(out),
+                         "--size", str(SIZE), "--every", "2"]) == 1  # 1: something was skipped
+    printed = capsys.readouterr()
+    assert "rec3.mp4: cannot decode this video" in printed.err and "skipped" in printed.err
+    assert "kept 6 frames of 2 videos" in printed.out
+    scan = scan_dataset(out)
+    assert {s.stem[:4] for s in scan.samples} == {"rec1", "rec2"} and not scan.problems
+
+
+def test_an_interrupted_pose_conversion_resumes_with_add(rec, tmp_path, monkeypatch, capsys):
+    real, calls = cv2.imencode, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while writing the second frame
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imencode", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(rec, out, "--every", "2", pose="poses", video="videos")
+    monkeypatch.undo()
+    assert len(_labels(out)) == 1 and not scan_dataset(out).problems
+    assert not [p for p in out.rglob("*") if "tmp" in p.name]
+    assert run(rec, out, "--every", "2", "--add", pose="poses", video="videos") == 0
+    assert "kept 6 frames of 2 videos" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert run(rec, fresh, "--every", "2", pose="poses", video="videos") == 0
+    assert _files(out) == _files(fresh)
+    # Once more changes nothing; other frames of a video already there are still refused.
+    assert run(rec, out, "--every", "2", "--add", pose="poses", video="videos") == 0
+    assert _files(out) == _files(fresh)
+    assert run(rec, out, "--every", "1", "--add") == 1
+    assert "already has frames of a video named 'rec1'" in capsys.readouterr().err
+
+
+def test_converting_n_videos_lists_the_folder_once_and_writes_splits_once(
+        rec, tmp_path, monkeypatch, capsys):
+    import builtins
+    import io
+    import os
+
+    from tests.conftest import write_dataset
+
+    out = write_dataset(tmp_path / "out", 20)
+    (out / "splits").mkdir()
+    (out / "splits" / "val.txt").write_text("000003\n")
+    poses, videos = _three_pairs(rec, tmp_path)
+    labels, val = (out / "labels").resolve(), (out / "splits" / "val.txt").resolve()
+    counts = {"list labels": 0, "read val.txt": 0, "replace val.txt": 0}
+
+    def counting(real, key, target, path_arg=0):
+        def wrapper(*args, **kwargs):
+            if len(args) > path_arg and isinstance(args[path_arg], (str, os.PathLike)) and (
+                    Path(args[path_arg]).resolve() == target):
+                counts[key] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(os, "scandir", counting(os.scandir, "list labels", labels))
+    monkeypatch.setattr(os, "listdir", counting(os.listdir, "list labels", labels))
+    monkeypatch.setattr(io, "open", counting(io.open, "read val.txt", val))
+    monkeypatch.setattr(builtins, "open", counting(builtins.open, "read val.txt", val))
+    monkeypatch.setattr(os, "replace", counting(os.replace, "replace val.txt", val, 1))
+    assert convert.main(["pose", "--pose", str(poses), "--video", str(videos), "--out", str(out),
+                         "--size", str(SIZE), "--every", "2", "--add"]) == 0
+    monkeypatch.undo()
+    assert "kept 9 frames of 3 videos" in capsys.readouterr().out
+    # Once per run, whatever the number of videos (the split file: parsed, then appended to).
+    assert counts == {"list labels": 1, "read val.txt": 2, "replace val.txt": 1}
+    listed = [s for s in (out / "splits" / "val.txt").read_text().split() if s]
+    assert listed == ["000003"] + [s for s in sorted(_labels(out))
+                                   if s.startswith("rec") and is_val_stem(s.split("_f")[0])]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from signlang_jax.data import sequence_files as formats
 from signlang_jax.data.sequence_files import (
     KeypointFileError,
     KeypointSequence,
@@ -19,7 +20,6 @@ from signlang_jax.data.sequence_files import (
     write_pose,
 )
 from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS
-from signlang_jax.data import sequence_files as formats
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,13 @@ confidence, 1 for a hand Holistic found) and inside the crop; the others are vis
 one confident point is missing: hand_valid false. Crops are squares around
 the confident points (`person_region`); samples are named VIDEO_f000123. A video's frames are
 near-duplicates, so splits/val.txt puts whole videos in val (`is_val_stem(video stem)`).
-Everything is checked (layouts, point counts, pairing, frame counts and sizes, every frame
-decodable) before the first write. Needs pose-format: `pip install ".[pose]"`.
+
+Every pair is read and checked (layouts, point counts, pairing, frame counts and sizes, every
+frame decodable, `signlang_jax.data.videos`' truncation rule) before the first write. A pair that
+fails is reported and skipped, the others are converted, and the exit status is 1. A video's
+frames are written in order, so one cut short (Ctrl-C, a video that changed meanwhile) left its
+first frames: a re-run with --add writes the rest; other frames of a video already in --out are
+refused (two conversions of one video must not mix). Needs pose-format: `pip install ".[pose]"`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import glob
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,46 +37,39 @@ import cv2
 import numpy as np
 
 from signlang_jax.crop import HANDS
-from signlang_jax.data.convert import (
+from signlang_jax.data.convert_output import (
+    DEFAULT_MARGIN,
+    DEFAULT_SIZE,
     ConvertError,
     add_common_arguments,
     check_out,
+    compare_sample,
     extend_splits,
+    label_stems,
+    label_text,
     person_region,
+    print_dropped,
+    print_skipped,
     start_val_split,
     write_crop,
 )
+from signlang_jax.data.convert_pose_input import PoseTrack, pair_files, read_track
 from signlang_jax.data.dataset import is_val_stem
-from signlang_jax.data.sequence_files import (
-    POSE_COMPONENT_NAMES,
-    KeypointFileError,
-    PoseFormatMissingError,
-    import_pose_format,
-    read_pose,
-)
-from signlang_jax.data.videos import VIDEO_EXTENSIONS
-from signlang_jax.keypoint_maps import MEDIAPIPE_HOLISTIC, MEDIAPIPE_POSE_NAMES
+from signlang_jax.data.sequence_files import PoseFormatMissingError, import_pose_format
+from signlang_jax.data.videos import TruncatedVideoError, VideoReadError, decode_video
 from signlang_jax.keypoints import GROUPS, NUM_KEYPOINTS
 
 THUMB = 32  # side of the grayscale crop thumbnails that near-duplicate frames are judged on
-# The Holistic components we read (the hands are the subject's own left and right), with their
-# point counts (the pose's by name: reduced files hold fewer); FACE_LANDMARKS (468, 478 refined,
-# fewer reduced) and POSE_WORLD_LANDMARKS are not needed: our face anchors are the pose's nose,
-# eyes and ears.
-HOLISTIC_PARTS = (("POSE_LANDMARKS", 33), ("LEFT_HAND_LANDMARKS", 21),
-                  ("RIGHT_HAND_LANDMARKS", 21))
-_HOLISTIC_NAMES = frozenset({"POSE_LANDMARKS", "FACE_LANDMARKS", "LEFT_HAND_LANDMARKS",
-                             "RIGHT_HAND_LANDMARKS", "POSE_WORLD_LANDMARKS"})
-_OUR_NAMES = list(POSE_COMPONENT_NAMES.values())
 _VAL_HEADER = "# val: every frame of a video is in one split (signlang_jax.data.convert pose)\n"
+_FRAME_STEM = re.compile(r"(.+)_f(\d{6,})")  # VIDEO_f000123; greedy: VIDEO may hold "_f"
 
 
 @dataclasses.dataclass(frozen=True)
 class PoseOptions:
     """Frame selection, visibility thresholds and crop geometry of a pose conversion."""
 
-    size: int = 256
-    margin: float = 0.25
+    size: int = DEFAULT_SIZE
+    margin: float = DEFAULT_MARGIN
     every: int = 5  # candidate frames: 0, every, 2 every, ...
     # Thumbnail mean absolute difference (0-255) to the last kept frame. Re-encoded identical
     # frames measure 0-0.5; a synthetic signer 5 frames (0.2 s) apart a median 1.0, with hands
@@ -86,17 +84,6 @@ class PoseOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class PoseTrack:
-    """One person's 64 points over the frames of a .pose file, in video pixels."""
-
-    layout: str
-    xy: np.ndarray  # (T, 64, 2) float64
-    confidence: np.ndarray  # (T, 64) float64, 0 = missing
-    width: int
-    height: int
-
-
-@dataclasses.dataclass(frozen=True)
 class VideoPlan:
     """The frames of one video to write: index -> (x, y, v) points, person box, hand flags."""
 
@@ -106,78 +93,20 @@ class VideoPlan:
     val: bool
     frames: dict[int, tuple[np.ndarray, np.ndarray, dict[str, bool]]]
 
+    def name(self, frame: int) -> str:
+        """The sample name of a frame: VIDEO_f000123."""
+        return f"{self.video.stem}_f{frame:06d}"
 
-def _describe(components: list) -> str:
-    return ", ".join(f"{c.name} ({len(c.points)} points)" for c in components) or "none"
+    def source(self, frame: int, person: int) -> dict:
+        """Where a frame's sample comes from, as its label's "source" says."""
+        return {"format": "pose", "layout": self.layout, "pose": self.pose.name,
+                "video": self.video.name, "frame": frame, "person": person}
 
-
-def read_track(path: Path, person: int = 0) -> PoseTrack:
-    """The person's points in a .pose file, MediaPipe Holistic or ours; ConvertError if bad."""
-    pose_format = import_pose_format()
-    try:
-        pose = pose_format.Pose.read(path.read_bytes())
-    except Exception as e:  # OSError, or pose-format's struct / unicode / value errors
-        raise ConvertError(f"{path}: not a readable .pose file ({e!r})") from None
-    components = pose.header.components
-    names = [c.name for c in components]
-    if _HOLISTIC_NAMES & set(names):
-        track = _holistic_track(path, pose, person)
-    elif names == _OUR_NAMES:
-        if person != 0:
-            raise ConvertError(f"{path}: field 'person': --person {person}, but a signlang-jax "
-                               ".pose file holds 1 person")
-        try:
-            seq = read_pose(path)
-        except KeypointFileError as e:
-            raise ConvertError(str(e)) from None
-        track = PoseTrack("signlang-jax", seq.keypoints[..., :2].astype(np.float64),
-                          seq.keypoints[..., 2].astype(np.float64), seq.width, seq.height)
-    else:
-        raise ConvertError(
-            f"{path}: unknown .pose layout: components {_describe(components)}; expected "
-            "MediaPipe Holistic (" + ", ".join(f"{n} ({c} points)" for n, c in HOLISTIC_PARTS)
-            + ") or signlang-jax's (" + ", ".join(_OUR_NAMES) + ")")
-    if len(track.xy) == 0:
-        raise ConvertError(f"{path}: field 'frames': the file holds no frames")
-    return track
-
-
-def _holistic_track(path: Path, pose: object, person: int) -> PoseTrack:
-    """The Holistic pose and hand points of `person`, checked, in our 64."""
-    components = pose.header.components
-    by_name, starts, start = {}, {}, 0
-    for c in components:
-        by_name[c.name], starts[c.name] = c, start
-        start += len(c.points)
-    for name, count in HOLISTIC_PARTS:
-        c = by_name.get(name)
-        if c is None:
-            raise ConvertError(f"{path}: MediaPipe Holistic component {name!r} is missing "
-                               f"(components: {_describe(components)})")
-        if not c.format.upper().startswith("XY") or (
-                name != "POSE_LANDMARKS" and len(c.points) != count):
-            raise ConvertError(f"{path}: component {name!r} has {len(c.points)} points of format "
-                               f"{c.format!r}; MediaPipe Holistic's has {count} (format XY...)")
-    # Pose points by name: pose-format's reduce_holistic keeps 8 of the 33 (no face, no legs).
-    pose_names = [str(p).lower() for p in by_name["POSE_LANDMARKS"].points]
-    for i, n in enumerate(pose_names):
-        if n not in MEDIAPIPE_POSE_NAMES or n in pose_names[:i]:
-            raise ConvertError(f"{path}: component 'POSE_LANDMARKS' point {i} {n.upper()!r} is "
-                               "not one of MediaPipe's 33 pose landmarks, or repeated")
-    data, confidence = pose.body.data, pose.body.confidence
-    if person >= data.shape[1]:
-        raise ConvertError(f"{path}: field 'person': --person {person}, but the file holds "
-                           f"{data.shape[1]} person(s) per frame")
-    source = [MEDIAPIPE_POSE_NAMES.index(n) for n in pose_names] + list(range(33, 75))
-    index = [starts["POSE_LANDMARKS"] + i for i in range(len(pose_names))] + [
-        starts[n] + i for n, _ in HOLISTIC_PARTS[1:] for i in range(21)]
-    points = np.zeros((len(data), 75, 3))  # absent pose points: confidence 0, missing
-    points[:, source, :2] = np.ma.getdata(data)[:, person][:, index, :2]
-    points[:, source, 2] = np.ma.getdata(confidence)[:, person][:, index]
-    ours = MEDIAPIPE_HOLISTIC.apply(points)
-    dims = pose.header.dimensions
-    return PoseTrack("mediapipe-holistic", ours[..., :2], ours[..., 2], int(dims.width),
-                     int(dims.height))
+    def label(self, frame: int, options: PoseOptions) -> bytes:
+        """The label a frame's sample gets (the bytes of labels/NAME.json)."""
+        points, box, hand_valid = self.frames[frame]
+        return label_text(self.name(frame), points, hand_valid, box,
+                          self.source(frame, options.person), options.size, options.margin)
 
 
 def frame_labels(track: PoseTrack, options: PoseOptions
@@ -213,27 +142,6 @@ def frame_labels(track: PoseTrack, options: PoseOptions
     return points, boxes, hand_valid, reasons
 
 
-def read_video(path: Path, wanted: Callable[[int], bool]
-               ) -> Iterator[tuple[int, np.ndarray | None]]:
-    """(index, BGR frame if wanted(index) else None) for every frame of the video, in order."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise ConvertError(f"{path}: cannot open this video (not a video, or a codec this "
-                               "OpenCV build lacks)")
-        index = 0
-        while capture.grab():  # grab decodes; retrieve (colour conversion, copy) only if wanted
-            frame = None
-            if wanted(index):
-                ok, frame = capture.retrieve()
-                if not ok or frame is None:
-                    raise ConvertError(f"{path}: frame {index} cannot be decoded")
-            yield index, frame
-            index += 1
-    finally:
-        capture.release()
-
-
 def _thumbnail(frame: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
     """THUMB x THUMB grayscale float32 view of the person's crop (within the frame)."""
     region = person_region(box, margin)
@@ -247,18 +155,42 @@ def _thumbnail(frame: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
+def _checked_frames(video: Path, pose: Path, total: int, wanted: Callable[[int], bool]
+                    ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """`decode_video`, with its errors as ConvertErrors and its length checked against the
+    `total` frames of the .pose file."""
+    decoded = 0
+    try:
+        for f, frame in decode_video(video, wanted):
+            decoded = f + 1
+            yield f, frame
+    except TruncatedVideoError as e:
+        if e.decoded == total:
+            raise ConvertError(str(e)) from None
+        raise ConvertError(f"{video}: {e.decoded} frames decoded (the file announces "
+                           f"{e.announced}: truncated or corrupt), but {pose} has {total} (field "
+                           "'frames')") from None
+    except VideoReadError as e:
+        raise ConvertError(str(e)) from None
+    if decoded != total:
+        raise ConvertError(f"{video}: {decoded} frames decoded, but {pose} has {total} (field "
+                           "'frames'): not the video this .pose was made from")
+
+
 def plan_video(pose: Path, video: Path, options: PoseOptions, dropped: collections.Counter
                ) -> VideoPlan:
-    """Read and check one (.pose, video) pair; pick its frames (decodes the whole video)."""
-    track = read_track(pose, options.person)
+    """Read and check one (.pose, video) pair; pick its frames (decodes the whole video).
+
+    `dropped` gains this video's dropped frames only if the whole pair checks out.
+    """
+    track: PoseTrack = read_track(pose, options.person)
     points, boxes, hand_valid, reasons = frame_labels(track, options)
     total = len(points)
     candidate = lambda f: f < total and f % options.every == 0 and reasons[f] is None
     # Frame 0 always (its size is checked); the others only to compare them.
     wanted = lambda f: f == 0 or (options.min_change > 0 and candidate(f))
-    frames, last, decoded = {}, None, 0
-    for f, frame in read_video(video, wanted):
-        decoded = f + 1
+    frames, last, mine = {}, None, collections.Counter()
+    for f, frame in _checked_frames(video, pose, total, wanted):
         if frame is not None and frame.shape[:2] != (track.height, track.width):
             raise ConvertError(f"{video}: frame size {frame.shape[1]}x{frame.shape[0]} differs "
                                f"from the {track.width}x{track.height} of {pose} (field "
@@ -268,102 +200,101 @@ def plan_video(pose: Path, video: Path, options: PoseOptions, dropped: collectio
         if options.min_change > 0:
             thumb = _thumbnail(frame, boxes[f], options.margin)
             if last is not None and np.abs(thumb - last).mean() < options.min_change:
-                dropped[f"near-duplicate (change under {options.min_change:g})"] += 1
+                mine[f"near-duplicate (change under {options.min_change:g})"] += 1
                 continue
             last = thumb
         frames[f] = (points[f], boxes[f], dict(zip(HANDS, map(bool, hand_valid[f]), strict=True)))
-    if decoded != total:
-        announced = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        note = f" (the file announces {announced}: truncated or corrupt)" * (announced > decoded)
-        raise ConvertError(f"{video}: {decoded} frames decoded{note}, but {pose} has {total} "
-                           "(field 'frames'): not the video this .pose was made from")
-    for f in range(0, total, options.every):
-        if reasons[f] is not None:
-            dropped[reasons[f]] += 1
+    mine.update(reasons[f] for f in range(0, total, options.every) if reasons[f] is not None)
+    dropped.update(mine)
     return VideoPlan(pose, video, track.layout, is_val_stem(video.stem, options.val_fraction),
                      frames)
 
 
-def _files(specs: list[str], suffixes: frozenset[str], flag: str) -> list[Path]:
-    """The files named by `specs`; a folder gives its files with these suffixes."""
-    found = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in suffixes)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise ConvertError(f"{flag} {spec}: no such file or folder")
-    return found
+def frames_there(stems: set[str], videos: set[str]) -> dict[str, list[int]]:
+    """Sorted frame indices of the samples VIDEO_fNNNNNN among `stems`, for these videos."""
+    found: dict[str, list[int]] = {}
+    for stem in stems:
+        match = _FRAME_STEM.fullmatch(stem)
+        if match and match[1] in videos:
+            found.setdefault(match[1], []).append(int(match[2]))
+    return {video: sorted(frames) for video, frames in found.items()}
 
 
-def pair_files(poses: list[str], videos: list[str]) -> list[tuple[Path, Path]]:
-    """(.pose, video) pairs by file stem; one file named for each pairs whatever the stems."""
-    pose_files = _files(poses, frozenset({".pose"}), "--pose")
-    video_files = _files(videos, VIDEO_EXTENSIONS, "--video")
-    if not pose_files:
-        raise ConvertError(f"--pose {' '.join(poses)}: no .pose files")
-    if len(poses) == len(videos) == 1 and Path(poses[0]).is_file() and Path(videos[0]).is_file():
-        return [(pose_files[0], video_files[0])]
-    for files, flag, others, other_flag in ((pose_files, "--pose", video_files, "--video"),
-                                            (video_files, "--video", pose_files, "--pose")):
-        stems, other_stems = collections.Counter(p.stem for p in files), {p.stem for p in others}
-        for path in files:
-            if stems[path.stem] > 1:
-                raise ConvertError(f"{path}: {flag} names two files with stem {path.stem!r}")
-            if path.stem not in other_stems:
-                raise ConvertError(f"{path}: no {path.stem}.* among {other_flag} "
-                                   f"({len(others)} files)")
-    by_stem = {v.stem: v for v in video_files}
-    return [(p, by_stem[p.stem]) for p in pose_files]
+def frames_to_write(plan: VideoPlan, there: list[int], out: Path, options: PoseOptions
+                    ) -> list[int]:
+    """The planned frames not yet in `out`, in order.
+
+    Frames of this video already there are fine only as the plan's first ones, written
+    identically (what an interrupted run leaves); anything else would mix two conversions.
+    """
+    planned = sorted(plan.frames)
+    if there != planned[:len(there)] or any(
+            compare_sample(out, plan.name(f), plan.label(f, options)) != "done" for f in there):
+        raise ConvertError(f"--out {out} already has frames of a video named "
+                           f"{plan.video.stem!r} (labels/{plan.video.stem}_f*.json); adding "
+                           f"{plan.video} would mix two videos under one name: use another "
+                           "--out or rename the video")
+    return planned[len(there):]
 
 
-def write_video(plan: VideoPlan, out: Path, options: PoseOptions) -> int:
-    """Write the planned frames of one video; its samples join its split even after a failure."""
-    written = []
-    try:
-        for f, frame in read_video(plan.video, plan.frames.__contains__) if plan.frames else ():
-            if frame is not None:
-                points, box, hand_valid = plan.frames[f]
-                name = f"{plan.video.stem}_f{f:06d}"
-                source = {"format": "pose", "layout": plan.layout, "pose": plan.pose.name,
-                          "video": plan.video.name, "frame": f, "person": options.person}
-                write_crop(out, name, frame, box, points, hand_valid, source,
-                           options.size, options.margin, f"{plan.video} frame {f}")
-                written.append(name)
-                if len(written) == len(plan.frames):
-                    break  # the rest of the video is not needed
-        if len(written) != len(plan.frames):
-            raise ConvertError(f"{plan.video}: decoding stopped before frame "
-                               f"{max(plan.frames)} on the second pass (the file changed?)")
-    finally:
-        extend_splits(out, {"val" if plan.val else "train": written})
-    return len(written)
+def write_video(plan: VideoPlan, todo: list[int], out: Path, options: PoseOptions,
+                written: list[str]) -> None:
+    """Write frames `todo` (in order) of one video; each name joins `written` once written."""
+    if not todo:
+        return
+    for f, frame in decode_video(plan.video, set(todo).__contains__):
+        if frame is not None:
+            points, box, hand_valid = plan.frames[f]
+            write_crop(out, plan.name(f), frame, box, points, hand_valid,
+                       plan.source(f, options.person), options.size, options.margin,
+                       f"{plan.video} frame {f}")
+            written.append(plan.name(f))
+            if f == todo[-1]:
+                return  # the rest of the video is not needed
+    raise ConvertError(f"{plan.video}: decoding stopped before frame {todo[-1]} on the second "
+                       "pass (the file changed?)")
 
 
 def convert_pose(pairs: list[tuple[Path, Path]], out: Path, options: PoseOptions,
-                 add: bool = False) -> tuple[list[VideoPlan], collections.Counter]:
-    """Convert every pair into `out`; (the plans written, dropped frames per reason)."""
+                 add: bool = False, report: Callable[[str], None] = print_skipped
+                 ) -> tuple[list[VideoPlan], collections.Counter]:
+    """Convert every pair into `out`; (the plans, as far as written, dropped frames per reason).
+
+    A pair that cannot be converted goes to `report` and is skipped; the others are written.
+    """
     check_out(out, add)
-    dropped: collections.Counter = collections.Counter()
+    import_pose_format()  # a missing pose-format is not a bad pair: PoseFormatMissingError
     stems = collections.Counter(v.stem for _, v in pairs)
     for video in (v for _, v in pairs if stems[v.stem] > 1):  # their samples would collide
         raise ConvertError(f"{video}: two videos named {video.stem!r}; use separate --out")
-    for _, video in pairs:  # a video's frames belong together: none may be there already
-        pattern = f"{glob.escape(video.stem)}_f*.json"
-        if (out / "labels").is_dir() and any((out / "labels").glob(pattern)):
-            raise ConvertError(f"--out {out} already has frames of a video named "
-                               f"{video.stem!r} (labels/{video.stem}_f*.json); adding {video} "
-                               "would mix two videos under one name: use another --out or "
-                               "rename the video")
-    plans = [plan_video(pose, video, options, dropped) for pose, video in pairs]
-    for sub in ("images", "labels"):  # every check above, the first write below
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    start_val_split(out, options.val_fraction, _VAL_HEADER)
-    for plan in plans:
-        write_video(plan, out, options)
+    dropped: collections.Counter = collections.Counter()
+    plans = []
+    for pose, video in pairs:
+        try:
+            plans.append(plan_video(pose, video, options, dropped))
+        except ConvertError as e:
+            report(str(e))
+    there = label_stems(out)  # the one listing of the folder
+    found = frames_there(there, set(stems))
+    todo = [frames_to_write(p, found.get(p.video.stem, []), out, options) for p in plans]
+    if any(todo):  # every check above, the first write below
+        for sub in ("images", "labels"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        start_val_split(out, options.val_fraction, _VAL_HEADER, there)
+    new: dict[str, list[str]] = {"train": [], "val": []}
+    try:
+        for n, (plan, frames) in enumerate(zip(plans, todo, strict=True)):
+            names, fresh = new["val" if plan.val else "train"], set(frames)
+            names += [plan.name(f) for f in sorted(plan.frames) if f not in fresh]  # there
+            try:
+                write_video(plan, frames, out, options, names)
+            except (ConvertError, VideoReadError) as e:
+                report(str(e))
+                done = set(names)
+                plans[n] = dataclasses.replace(plan, frames={
+                    f: v for f, v in plan.frames.items() if plan.name(f) in done})
+    finally:  # also after a failure: what was written joins its video's split
+        extend_splits(out, new)
     return plans, dropped
 
 
@@ -392,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run `convert pose` from parsed arguments; 0 on success, 1 on bad input."""
+    """Run `convert pose` from parsed arguments; 0 on success, 1 on bad input or a skipped pair."""
     if (args.every < 1 or args.min_change < 0 or args.min_body_points < 1 or args.min_box < 0
             or args.person < 0 or not (0 <= args.min_confidence <= 1)
             or not (0 <= args.min_hand_confidence <= 1)):
@@ -401,22 +332,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     options = PoseOptions(args.size, args.margin, args.every, args.min_change,
                           args.min_confidence, args.min_hand_confidence, args.min_body_points,
                           args.min_box, args.person, args.val_fraction)
+    skipped: list[str] = []
     try:
-        plans, dropped = convert_pose(pair_files(args.pose, args.video), Path(args.out),
-                                      options, args.add)
+        pairs = pair_files(args.pose, args.video)
+        plans, dropped = convert_pose(pairs, Path(args.out), options, args.add,
+                                      lambda message: (print_skipped(message),
+                                                       skipped.append(message)))
     except PoseFormatMissingError as e:
         print(f'ERROR {e}; from a checkout: pip install ".[pose]"', file=sys.stderr)
         return 1
-    except ConvertError as e:
+    except (ConvertError, OSError) as e:  # OSError: --out cannot be written
         print(f"ERROR {e}", file=sys.stderr)
         return 1
-    kept = sum(len(p.frames) for p in plans)
     val = [p for p in plans if p.val]
-    print(f"kept {kept} frames of {len(plans)} videos -> {args.out} (val: "
-          f"{sum(len(p.frames) for p in val)} frames of {len(val)} videos)")
-    for reason, count in sorted(dropped.items()):
-        print(f"dropped {count}: {reason}")
+    print(f"kept {sum(len(p.frames) for p in plans)} frames of {len(plans)} videos -> "
+          f"{args.out} (val: {sum(len(p.frames) for p in val)} frames of {len(val)} videos)")
+    print_dropped(dropped)
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(pairs)} videos: see the ERROR lines")
     if plans and not val:  # few videos: the hash rule may well pick none
         print(f"note: no video of these is in val (hash rule, --val-fraction "
               f"{options.val_fraction:g}); list one's frames in splits/val.txt to validate on it")
-    return 0
+    return 1 if skipped else 0

@@ -12,10 +12,8 @@ Importing this module needs numpy only; pose-format is imported inside the .pose
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import (
     BODY_NAMES,
     FACE_NAMES,
@@ -135,38 +134,11 @@ def _check_array(name: str, value: Any, dtype: type, shape: tuple[int | None, ..
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` through a temporary file in the same folder, then rename it over `path`.
-
-    The rename is atomic within a folder, so readers and crashes only ever see the old file or the
-    complete new one; on any failure the temporary file is removed and the error re-raised.
-    """
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    """`files.write_atomic`; a file that cannot be written is a KeypointFileError naming it."""
     try:
-        # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        write_atomic(path, write)
     except OSError as e:
         raise KeypointFileError(f"{path}: cannot write: {e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable; some file systems cannot fsync a folder, which is harmless here."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------- .npz

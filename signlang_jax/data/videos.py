@@ -1,5 +1,11 @@
-"""Video inputs: finding them (files, folders, globs, folders of frames) and decoding them in a
-background thread, so decoding overlaps inference.
+"""Video inputs: finding them (files, folders, globs, folders of frames) and decoding them, in a
+background thread for the video job (so decoding overlaps inference) or in order with only the
+wanted frames copied out (`decode_video`, for the `.pose` converter).
+
+Every video is read by `decode_video`, so one truncation rule holds for all: a container's frame
+count can be off by a frame or two, so a video that decodes fewer than 98% of the frames it
+announces, minus 2, broke off (truncated or corrupt) and is an error, never a short sequence
+(`is_truncated`). A video that announces no count is taken as it decodes.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ import glob
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -22,6 +28,20 @@ _FRAME_FOLDER_NAMES = frozenset({"images", "frames"})  # named after their paren
 
 class VideoReadError(RuntimeError):
     """A video or frame that cannot be decoded; the message names the file."""
+
+
+class TruncatedVideoError(VideoReadError):
+    """A video that decoded fewer frames than it announces, by the truncation rule."""
+
+    def __init__(self, path: Path, decoded: int, announced: int) -> None:
+        super().__init__(f"{path}: decoding stopped after {decoded} of the {announced} frames "
+                         "the file announces (truncated or corrupt)")
+        self.decoded, self.announced = decoded, announced
+
+
+def is_truncated(decoded: int, announced: int) -> bool:
+    """The truncation rule: under 98% of the announced frames, minus 2, were decoded."""
+    return announced > 0 and decoded < 0.98 * announced - 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,27 +152,42 @@ def probe(item: VideoInput, default_fps: float) -> VideoInfo:
     return VideoInfo(frame.shape[1], frame.shape[0], float(fps), max(count, 0))
 
 
+def decode_video(path: Path, wanted: Callable[[int], bool] | None = None
+                 ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(index, BGR uint8 frame, or None where not `wanted(index)`) for every frame, in order.
+
+    Every frame is decoded (the count is checked at the end, `is_truncated`), but only wanted
+    ones are converted and copied out. VideoReadError naming the file if it cannot be opened, a
+    wanted frame cannot be decoded, or it broke off.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VideoReadError(f"{path}: cannot decode this video (not a video, empty, or a "
+                                 "codec this OpenCV build lacks)")
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        announced = int(count) if math.isfinite(count) and count > 0 else 0
+        index = 0
+        while capture.grab():  # grab decodes; retrieve (colour conversion, copy) only if wanted
+            frame = None
+            if wanted is None or wanted(index):
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    raise VideoReadError(f"{path}: frame {index} cannot be decoded")
+            yield index, frame
+            index += 1
+        if is_truncated(index, announced):
+            raise TruncatedVideoError(path, index, announced)
+    finally:
+        capture.release()
+
+
 def _decode(item: VideoInput, info: VideoInfo) -> Iterator[np.ndarray]:
     """RGB frames of `item`, each checked against the first frame's size."""
     if item.is_video:
-        capture = cv2.VideoCapture(str(item.path))
-        try:
-            decoded = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                decoded += 1
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            # The container's count can be off by a frame or two; far fewer means the stream
-            # broke, and a short sequence must not pass as a finished one.
-            if info.num_frames and decoded < 0.98 * info.num_frames - 2:
-                raise VideoReadError(f"{item.path}: decoding stopped after {decoded} of the "
-                                     f"{info.num_frames} frames the file announces (truncated "
-                                     "or corrupt)")
-            return
-        finally:
-            capture.release()
+        for _, frame in decode_video(item.path):
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return
     for path in item.frames:
         image = _read_image(path)
         if image.shape[:2] != (info.height, info.width):

@@ -32,17 +32,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import KEYPOINT_INDEX
+from signlang_jax.parallel import run_jobs
 from signlang_jax.synth.motion import pose_at, sample_motion
 from signlang_jax.synth.scene import apply_camera_effects, background, sample_camera_effects
 from signlang_jax.synth.signer import draw_signer, sample_signer
-from signlang_jax.synth.stills import (
-    JPEG_QUALITY,
-    make_label,
-    run_jobs,
-    visibility,
-    write_atomic,
-)
+from signlang_jax.synth.stills import JPEG_QUALITY, make_label, visibility
 
 MIN_SIDE: int = 32  # smallest frame width or height
 DEFAULT_SIGNER_HEIGHT: tuple[float, float] = (0.33, 0.9)
@@ -211,8 +207,11 @@ def write_clip(out_dir: str, seed: int, width: int, height: int, num_frames: int
             write_atomic(root / "images" / label["image"], jpeg.tobytes())
             write_atomic(root / "labels" / f"{frame:06d}.json", json.dumps(label).encode())
             writer.write(bgr)
-    finally:
+    except BaseException:
         writer.release()
+        tmp_video.unlink(missing_ok=True)  # never a stray partial video beside the frames
+        raise
+    writer.release()
     os.replace(tmp_video, root / "video.mp4")
     # Last: its presence means the clip is complete.
     write_atomic(root / "clip.json", json.dumps(clip_info(plan, signer_height), indent=1).encode())

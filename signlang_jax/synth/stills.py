@@ -8,23 +8,20 @@ number of worker processes.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
+from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import KEYPOINT_NAMES
+from signlang_jax.parallel import run_jobs
 from signlang_jax.synth.parts import FACE_TO_BODY, keypoint_visibility
 from signlang_jax.synth.scene import background, postprocess
 from signlang_jax.synth.signer import draw_signer, sample_signer, still_camera
-
-T = TypeVar("T")
 
 JPEG_QUALITY: int = 92
 
@@ -89,14 +86,6 @@ def render_sample(seed: int, index: int, size: int = 512) -> tuple[np.ndarray, d
     return img, label
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so readers never see a half-written file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_sample(out_dir: str, seed: int, size: int, index: int) -> int:
     """Render and write one image/label pair; the label goes last so it implies a whole image."""
     img, label = render_sample(seed, index, size)
@@ -108,11 +97,6 @@ def write_sample(out_dir: str, seed: int, size: int, index: int) -> int:
     write_atomic(root / "images" / label["image"], jpeg.tobytes())
     write_atomic(root / "labels" / f"{index:06d}.json", json.dumps(label).encode())
     return index
-
-
-def init_worker() -> None:
-    """Pool initializer: one OpenCV thread per process, the processes are the parallelism."""
-    cv2.setNumThreads(1)
 
 
 def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int = 512,
@@ -140,25 +124,3 @@ def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int 
         for _ in run_jobs(job, indices, workers, chunksize=max(1, min(16, num // (workers * 8)))):
             bar.update()
 
-
-def run_jobs(job: Callable[[Any], T], indices: Iterable[Any], workers: int, chunksize: int = 1
-             ) -> Iterator[T]:
-    """job(i) for every index (or item), in this process (workers == 1) or a pool; results as
-    they end.
-
-    One OpenCV thread per process: the processes are the parallelism.
-    """
-    if workers == 1:
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            yield from map(job, indices)
-        finally:
-            cv2.setNumThreads(threads)
-        return
-    # forkserver: safe even if the caller has threads (JAX, OpenCV) running, unlike fork, and
-    # workers fork from one server process, so they start faster than with spawn.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Pool(workers, initializer=init_worker) as pool:
-        yield from pool.imap_unordered(job, indices, chunksize=chunksize)

@@ -49,6 +49,7 @@ from signlang_jax.errors import (
     CheckpointMismatchError,
     CheckpointUnavailableError,
 )
+from signlang_jax.files import write_atomic
 from signlang_jax.training.distributed import sync_processes
 from signlang_jax.training.validation import metric_mode
 
@@ -388,9 +389,8 @@ def forget_damaged(workdir: Path, steps: Sequence[int]) -> None:
 
 def _write_damaged(workdir: Path, reasons: dict[int, str]) -> None:
     path = Path(workdir) / DAMAGED_FILE
-    tmp = path.with_suffix(".tmp")  # a crash mid-write leaves the previous list whole
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(reasons.items())}, indent=2))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({str(k): v for k, v in sorted(reasons.items())},
+                                  indent=2).encode())
 
 
 def set_aside_damaged(manager: ocp.CheckpointManager, step: int) -> Path | None:

@@ -10,9 +10,7 @@ data position depends on are checked next by the data iterator, which may still 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import ml_collections
 
 from signlang_jax.data.iterator import POSITION_FIELDS
 from signlang_jax.errors import ConfigError
+from signlang_jax.files import write_atomic
 
 # Config fields that change parameter shapes or the meaning of the outputs: a workdir trained with
 # other values cannot be resumed.
@@ -109,20 +108,6 @@ def format_config_warnings(other: list[str], source: str) -> str:
 # ----------------------------------------------------------------------------- history
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step: a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def history_files(workdir: Path) -> list[Path]:
     """WORKDIR/config_history/NNN-stepS.json files, oldest start first ([] if none)."""
     history = Path(workdir) / HISTORY_DIR
@@ -158,7 +143,7 @@ def record_config(workdir: Path, config: ml_collections.ConfigDict, step: int) -
             break
         except FileExistsError:
             start += 1
-    _write_atomic(workdir / CONFIG_FILE, text)
+    write_atomic(workdir / CONFIG_FILE, text.encode())
     return path
 
 
