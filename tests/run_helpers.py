@@ -242,10 +242,12 @@ def kill_at(proc: subprocess.Popen, workdir: Path, plan: KillPlan, eval_every: i
         if delay:
             time.sleep(delay)
             delay = 0.0
-            watch.poll()
-            if plan.phase != "commit" and not watch.reached(plan):
-                continue
+        # Listing the children reads all of /proc (tens of ms under load, time for several tiny
+        # steps): list them first, then check the phase once more and kill at once.
         children = {pid: command_name(pid) for pid in descendants(proc.pid)}
+        watch.poll()
+        if plan.phase != "commit" and not watch.reached(plan):
+            continue
         at = time.monotonic()
         if whole_group:
             os.killpg(proc.pid, signal.SIGKILL)  # start() made the pid its group's id

@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from signlang_jax.training import checkpoints
+from signlang_jax.training import checkpoints, damaged
 from signlang_jax.training import train as train_lib
 from tests.conftest import checkpoint_arrays
 
@@ -140,12 +140,12 @@ def test_a_run_whose_final_step_is_recorded_damaged_saves_its_final_state(
         damaged_files = _files(step4)
     else:  # recorded by an earlier run, then removed by a person
         shutil.rmtree(step4)
-        checkpoints.record_damaged(run, {4: "cannot be read (earlier run)"})
+        damaged.record_damaged(run, {4: "cannot be read (earlier run)"})
     train_config.train.num_steps = 4
     train_lib.train_and_evaluate(train_config, run)
     printed = "".join(capsys.readouterr())
     assert "resumed from step 2" in printed and "not saved" not in printed
-    assert 4 not in checkpoints.read_damaged(run)
+    assert 4 not in damaged.read_damaged(run)
     # The final state, bitwise the one of the uninterrupted run (resume is exact on CPU).
     expected = checkpoint_arrays(tiny_run, train_config, 4)
     saved = checkpoint_arrays(run, train_config, 4)
@@ -172,7 +172,7 @@ def test_a_step_found_damaged_is_kept_by_the_run_that_found_it(train_config, tin
     shutil.rmtree(run / "checkpoints" / "4" / "metrics")  # so only the damage can keep it
     train_config.train.num_steps = 8
     train_lib.train_and_evaluate(train_config, run)
-    assert list(checkpoints.read_damaged(run)) == [4]
+    assert list(damaged.read_damaged(run)) == [4]
     assert _steps(run) == [4, 6, 8]
 
 

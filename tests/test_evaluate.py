@@ -259,7 +259,7 @@ def test_predict_split_closes_its_iterator_on_errors(train_config, monkeypatch):
 
 
 def test_evaluate_ctrl_c_exits_130(monkeypatch, capsys):
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(evaluate, "load_for_inference", interrupted)

@@ -25,10 +25,11 @@ from configs import default
 from signlang_jax.errors import CheckpointError
 from signlang_jax.models import create_model
 from signlang_jax.training import checkpoints as ckpt
+from signlang_jax.training.checkpoint_specs import locate, parse_spec
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "load_checkpoint", "load_config", "split_spec"]
 
-split_spec = ckpt.parse_spec  # the one parser of "PATH[:best|:latest|:STEP]"
+split_spec = parse_spec  # the one parser of "PATH[:best|:latest|:STEP]"
 
 
 @dataclasses.dataclass
@@ -71,12 +72,12 @@ def load_checkpoint(spec: str | Path, step: str | int | None = None,
     compare float32 graphs; the default), "bfloat16", or "trained" (the run's own
     model.dtype, e.g. bf16 on a GPU). The weights are float32 either way.
     """
-    path, chosen = ckpt.parse_spec(spec, step)
+    path, chosen = parse_spec(spec, step)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist (expected a workdir such as "
                               "runs/x, its checkpoints/ folder or a step folder such as "
                               "runs/x/checkpoints/1000)")
-    directory, chosen = ckpt.locate(path, chosen)
+    directory, chosen = locate(path, chosen)
     config = load_config(directory.parent / "config.json")
     with config.unlocked():
         if dtype != "trained":

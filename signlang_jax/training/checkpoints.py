@@ -2,13 +2,7 @@
 
 A run keeps its checkpoints in WORKDIR/checkpoints/<step>/ (orbax), each holding the training
 state (model + optimizer), the data-iterator position and, after a validation, its metrics.
-Every flag that names a checkpoint (`main --resume`, `evaluate/infer_image/to_onnx --checkpoint`)
-uses one syntax, parsed by `parse_spec`:
-
-    runs/x                     a workdir (or runs/x/checkpoints): its latest step
-    runs/x/checkpoints/1200    that step folder
-    runs/x:best                the kept step with the best `train.best_metric`
-    runs/x:latest, runs/x:1200 the latest step, step 1200
+Which checkpoint a flag names: `signlang_jax.training.checkpoint_specs`.
 
 Recovery: a checkpoint may be damaged (disk full, a copy cut short). Restoring the latest step
 tries the kept steps newest first, warns once per skipped step with the reason, and fails with
@@ -26,16 +20,14 @@ the step is not recorded and no older step is tried in its place.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import gc
-import json
 import logging
 import math
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import grain
@@ -49,13 +41,13 @@ from signlang_jax.errors import (
     CheckpointMismatchError,
     CheckpointUnavailableError,
 )
-from signlang_jax.files import write_atomic
-from signlang_jax.training.distributed import sync_processes
+from signlang_jax.training.damaged import (
+    RecordedDamaged,
+    record_damaged,
+    set_aside_damaged,
+)
 from signlang_jax.training.validation import metric_mode
 
-STEP_WORDS = ("best", "latest")
-DAMAGED_FILE = "damaged_checkpoints.json"  # in the workdir, next to checkpoints/
-DAMAGED_DIR = "damaged"  # in the workdir: damaged steps moved out of the way of a final save
 RESTORE_TRIES = 3  # reads of one step before a transient error stops the run
 RESTORE_RETRY_DELAY_S = 2.0  # x the try number: time for another process to free its memory
 # In a failed read's message, a status that says nothing about the files (absl codes from XLA
@@ -63,53 +55,6 @@ RESTORE_RETRY_DELAY_S = 2.0  # x the try number: time for another process to fre
 _TRANSIENT_STATUS = re.compile(r"RESOURCE_EXHAUSTED|UNAVAILABLE|DEADLINE_EXCEEDED|out of memory",
                                re.IGNORECASE)
 _TRANSIENT_ERRNOS = {errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY}
-
-
-# ----------------------------------------------------------------------------- naming
-
-
-def parse_spec(spec: str | Path, step: str | int | None = None) -> tuple[Path, str | int | None]:
-    """(path, step) from "PATH", "PATH:best|latest|N" and an optional separate step."""
-    text = str(spec)
-    suffix = None
-    head, sep, tail = text.rpartition(":")
-    if sep and head and not Path(text).exists() and (tail in STEP_WORDS or tail.isdigit()):
-        text, suffix = head, tail
-    if text in STEP_WORDS:
-        raise CheckpointError(f"checkpoint {text!r}: name the run too, e.g. runs/x:{text}")
-    if suffix is not None and step is not None and str(step) != suffix:
-        raise CheckpointError(f"checkpoint {spec} and step {step} disagree; give one of them")
-    chosen = step if step is not None else suffix
-    if isinstance(chosen, str) and chosen.isdigit():
-        chosen = int(chosen)
-    if chosen is not None and not isinstance(chosen, int) and chosen not in STEP_WORDS:
-        raise CheckpointError(f"step {chosen!r}: expected best, latest or a step number")
-    return Path(text), chosen
-
-
-def resolve_checkpoint(path: str | Path) -> tuple[Path, int | None]:
-    """(checkpoints directory, step of a step folder or None) from any accepted path."""
-    path = Path(path)
-    if path.name.isdigit() and path.is_dir() and not (path / "checkpoints").is_dir():
-        return path.parent, int(path.name)
-    if (path / "checkpoints").is_dir():
-        return path / "checkpoints", None
-    if path.is_dir():
-        return path, None
-    raise CheckpointError(f"checkpoint {path} does not exist (expected a workdir such as runs/x, "
-                          "its checkpoints/ folder or a step folder such as "
-                          "runs/x/checkpoints/1000)")
-
-
-def locate(spec: str | Path, step: str | int | None = None) -> tuple[Path, str | int | None]:
-    """(checkpoints directory, step or "best"/"latest"/None) of a checkpoint spec."""
-    path, chosen = parse_spec(spec, step)
-    directory, folder_step = resolve_checkpoint(path)
-    if folder_step is not None:
-        if chosen is not None and chosen != folder_step:
-            raise CheckpointError(f"{path} is step {folder_step} but step {chosen} was asked for")
-        chosen = folder_step
-    return directory, chosen
 
 
 # ----------------------------------------------------------------------------- the manager
@@ -127,7 +72,7 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
     keep = [policies.LatestN(n=config.train.keep_checkpoints),
             policies.BestN(get_metric_fn=_metric_getter(metric, mode), reverse=mode == "min",
                            n=1, keep_checkpoints_without_metrics=False),
-            _RecordedDamaged(Path(directory).parent)]
+            RecordedDamaged(Path(directory).parent)]
     # best_fn only makes orbax store each checkpoint's metrics (the policy above decides what
     # is kept); without it `metrics()` is empty and no checkpoint can be "best".
     options = ocp.CheckpointManagerOptions(
@@ -135,22 +80,6 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
         best_fn=_metric_getter(metric, mode), best_mode=mode, cleanup_tmp_directories=True,
         create=not read_only, read_only=read_only, enable_async_checkpointing=True)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
-
-
-@dataclasses.dataclass
-class _RecordedDamaged:
-    """Preservation policy: keep the steps listed in WORKDIR/damaged_checkpoints.json.
-
-    The list is read at each decision, not when the manager is made: the restore that starts a
-    run records damage after its manager exists, and that run's own saves must not delete it.
-    """
-
-    workdir: Path
-
-    def should_preserve(self, checkpoints: Sequence[object], *, context: object) -> list[bool]:
-        """One flag per orbax `PolicyCheckpointInfo`: True for a recorded damaged step."""
-        damaged = read_damaged(self.workdir)
-        return [info.step in damaged for info in checkpoints]
 
 
 def _metric_getter(metric: str, mode: str) -> Callable[[dict], float]:
@@ -199,6 +128,28 @@ def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: object,
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data_iter=grain.checkpoint.CheckpointSave(iterator))
     manager.save(step, args=args, metrics=metrics, force=True)
+
+
+def save_unless_damaged(manager: ocp.CheckpointManager, step: int, state: object, iterator: object,
+                        metrics: dict | None, damaged: set[int], final: bool,
+                        log: Callable[[str], None]) -> bool:
+    """Save `step` (True) unless it is a recorded damaged step kept for inspection (False).
+
+    The final step is always saved: a damaged folder in its way is moved to WORKDIR/damaged/
+    first (`damaged.set_aside_damaged`), so a run never ends without its final state.
+    """
+    if step in damaged and final:
+        moved = set_aside_damaged(manager, step)
+        damaged.discard(step)
+        if moved is not None:
+            log(f"step {step}: the damaged checkpoint {manager.directory}/{step} was moved to "
+                f"{moved} (reason in {moved}.txt) to save the final state as step {step}")
+    if step in damaged:  # never overwrite (or delete) a damaged step a person may inspect
+        log(f"step {step}: not saved, {manager.directory}/{step} is a damaged checkpoint kept "
+            "for inspection (see damaged_checkpoints.json)")
+        return False
+    save_checkpoint(manager, step, state, iterator, metrics)
+    return True
 
 
 def restore_checkpoint(manager: ocp.CheckpointManager, step: int, abstract_state: object,
@@ -357,77 +308,6 @@ def _named_leaves(tree: object) -> list[tuple[str, object]]:
         parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
         return ".".join(parts[:-1] if parts and parts[-1] == "value" else parts)
     return [(name(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def read_damaged(workdir: Path) -> dict[int, str]:
-    """Steps recorded as damaged in WORKDIR/damaged_checkpoints.json (step -> reason)."""
-    path = Path(workdir) / DAMAGED_FILE
-    try:
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def record_damaged(workdir: Path, reasons: dict[int, str]) -> None:
-    """Add `reasons` to WORKDIR/damaged_checkpoints.json (so the keep policy keeps them)."""
-    if not reasons or jax.process_index() != 0 or not Path(workdir).is_dir():
-        return
-    _write_damaged(workdir, {**read_damaged(workdir), **reasons})
-
-
-def forget_damaged(workdir: Path, steps: Sequence[int]) -> None:
-    """Remove `steps` from WORKDIR/damaged_checkpoints.json (the file goes with the last one)."""
-    recorded = read_damaged(workdir)
-    if jax.process_index() != 0 or not set(steps) & set(recorded):
-        return
-    left = {step: reason for step, reason in recorded.items() if step not in steps}
-    if left:
-        _write_damaged(workdir, left)
-    else:
-        (Path(workdir) / DAMAGED_FILE).unlink()
-
-
-def _write_damaged(workdir: Path, reasons: dict[int, str]) -> None:
-    path = Path(workdir) / DAMAGED_FILE
-    write_atomic(path, json.dumps({str(k): v for k, v in sorted(reasons.items())},
-                                  indent=2).encode())
-
-
-def set_aside_damaged(manager: ocp.CheckpointManager, step: int) -> Path | None:
-    """Move the recorded damaged `step` to WORKDIR/damaged/ so that `step` can be saved again.
-
-    For a run's final step, whose state has no later save to go to. The files are kept for
-    inspection (WORKDIR/damaged/STEP, or STEP-1... if taken) with the recorded reason in a .txt
-    of the same name; the step leaves damaged_checkpoints.json. Every process calls this;
-    process 0 moves. Returns the new folder (None on other processes, or if it was gone).
-    """
-    manager.wait_until_finished()  # no save of an earlier step still writing next to it
-    workdir = Path(manager.directory).parent
-    moved = None
-    if jax.process_index() == 0:
-        reason = read_damaged(workdir).get(step, "no reason recorded")
-        moved = _move_aside(Path(manager.directory) / str(step), workdir / DAMAGED_DIR, reason)
-        forget_damaged(workdir, [step])
-    sync_processes(f"damaged checkpoint {step} set aside")
-    manager.reload()  # forget the step orbax listed when it opened the folder
-    return moved
-
-
-def _move_aside(step_dir: Path, into: Path, reason: str) -> Path | None:
-    if not step_dir.is_dir():  # removed by a person (or moved by a run killed before the record)
-        return None
-    into.mkdir(exist_ok=True)
-    target, n = into / step_dir.name, 0
-    while target.exists():
-        n += 1
-        target = into / f"{step_dir.name}-{n}"
-    # The reason first: a run killed between the two lines leaves a note, never a bare folder.
-    target.with_name(target.name + ".txt").write_text(
-        f"{step_dir} was recorded as damaged in {DAMAGED_FILE}: {reason}\n"
-        f"Moved here on {time.strftime('%Y-%m-%d %H:%M:%S')} so that the run's final state could "
-        f"be saved as step {step_dir.name}.\n")
-    step_dir.rename(target)
-    return target
 
 
 def _first_line(error: BaseException) -> str:

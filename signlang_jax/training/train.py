@@ -39,6 +39,7 @@ from signlang_jax.errors import TrainingError
 from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.training import checkpoints as ckpt
+from signlang_jax.training.checkpoint_specs import locate
 from signlang_jax.training.config_check import validate_config
 from signlang_jax.training.config_history import (
     config_differences,
@@ -46,6 +47,7 @@ from signlang_jax.training.config_history import (
     load_previous_config,
     record_config,
 )
+from signlang_jax.training.damaged import read_damaged
 from signlang_jax.training.distributed import check_replicas_agree, sync_processes
 from signlang_jax.training.metric_log import MetricLogger
 from signlang_jax.training.optimizer import make_optimizer
@@ -228,7 +230,7 @@ def restore_or_initialize(config: ml_collections.ConfigDict, workdir: Path, mana
                  "from its own latest")
         return ckpt.restore_newest_intact(manager, abstract, iterator)
     if resume:
-        directory, chosen = ckpt.locate(resume)
+        directory, chosen = locate(resume)
         check_against(load_previous_config(directory.parent), config,
                       str(directory.parent / "config.json"))
         source = ckpt.make_checkpoint_manager(directory, config, read_only=True)
@@ -310,7 +312,7 @@ def run_loop(config: ml_collections.ConfigDict, trainer: Trainer, state: nnx.Sta
              val_samples: object, start: int, steps: int) -> dict:
     """Steps `start + 1 .. steps` with logging, validation and checkpoints; final val metrics."""
     every = config.train
-    damaged = set(ckpt.read_damaged(Path(manager.directory).parent))
+    damaged = set(read_damaged(Path(manager.directory).parent))
     guard = SkipGuard(config.optim.max_skipped_steps, start)
     pending: list[tuple[int, dict]] = []  # per-step device metrics not yet fetched
     # data_wait: seconds blocked in next(iterator) this window. JAX dispatches steps
@@ -351,35 +353,13 @@ def run_loop(config: ml_collections.ConfigDict, trainer: Trainer, state: nnx.Sta
                                     f"not saved. The last checkpoint (step {guard.last_saved}) "
                                     "is intact.")
             check_replicas_agree(state)
-            if save_unless_damaged(manager, step, state, iterator, eval_metrics, damaged,
+            if ckpt.save_unless_damaged(manager, step, state, iterator, eval_metrics, damaged,
                                    final=step == steps, log=logger.print):
                 guard.last_saved = step
     if start >= steps:  # already trained: report the final checkpoint's metrics
         final, _ = validate(trainer.eval_step, _placer(trainer), state, config, val_samples)
         logger.scalars(start, final)
     return final
-
-
-def save_unless_damaged(manager: object, step: int, state: nnx.State, iterator: BatchIterator,
-                        metrics: dict | None, damaged: set[int], final: bool,
-                        log: Callable[[str], None]) -> bool:
-    """Save `step` (True) unless it is a recorded damaged step kept for inspection (False).
-
-    The final step is always saved: a damaged folder in its way is moved to WORKDIR/damaged/
-    first (see `ckpt.set_aside_damaged`), so a run never ends without its final state.
-    """
-    if step in damaged and final:
-        moved = ckpt.set_aside_damaged(manager, step)
-        damaged.discard(step)
-        if moved is not None:
-            log(f"step {step}: the damaged checkpoint {manager.directory}/{step} was moved to "
-                f"{moved} (reason in {moved}.txt) to save the final state as step {step}")
-    if step in damaged:  # never overwrite (or delete) a damaged step a person may inspect
-        log(f"step {step}: not saved, {manager.directory}/{step} is a damaged checkpoint kept "
-            "for inspection (see damaged_checkpoints.json)")
-        return False
-    ckpt.save_checkpoint(manager, step, state, iterator, metrics)
-    return True
 
 
 def _placer(trainer: Trainer) -> Callable[[dict], dict]:

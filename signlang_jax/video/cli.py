@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="video files, folders of videos, globs (quoted), or folders of "
                         "frames (images sorted by name)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    _add_model_arguments(parser)
+    _add_output_and_running_arguments(parser)
+    _add_tracking_arguments(parser)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (one of --checkpoint or --onnx)")
     source = model.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="whole-body training workdir, optionally with "
@@ -66,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, default=0,
                        help="with --onnx: onnxruntime intra-op threads (default %(default)s: "
                        "onnxruntime's own choice)")
+
+
+def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("outputs")
     out.add_argument("--format", default="npz",
                      help="comma-separated output formats: npz, pose (pose-format's .pose, "
@@ -85,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=25.0,
                      help="frame rate of folders of frames (and of videos that store none) "
                      "(default %(default)s)")
+
+
+def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     track = parser.add_argument_group("tracking (docs/VIDEO.md)")
     track.add_argument("--no-tracking", action="store_true",
                        help="run every frame on the whole (letterboxed) frame")
@@ -116,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar=("LOW", "HIGH"),
                         help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
                         ">= HIGH all of it (off by default; 0.2 0.5 suits the body model alone)")
-    return parser
 
 
 @dataclasses.dataclass(frozen=True)
