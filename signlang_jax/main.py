@@ -66,8 +66,8 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's and orbax's INFO lines off the console
 
-    from signlang_jax.data.dataset import DatasetError
     from signlang_jax.data.iterator import DataChangedError
+    from signlang_jax.data.problems import DatasetError
     from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
     from signlang_jax.training.compile_cache import enable_compilation_cache
     from signlang_jax.training.distributed import initialize_distributed

@@ -19,7 +19,7 @@ from flax import nnx
 
 from signlang_jax import infer_image, live_demo
 from signlang_jax.data.augment import AugmentParams, augment_sample
-from signlang_jax.data.dataset import read_image
+from signlang_jax.data.images import read_image
 from signlang_jax.inference.cli_args import INFERENCE_DTYPES
 from signlang_jax.inference.predictor import Predictor, load_model
 from signlang_jax.models import resolve_dtype

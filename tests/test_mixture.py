@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signlang_jax.data.dataset import DatasetError
 from signlang_jax.data.iterator import DataChangedError, make_iterator
 from signlang_jax.data.mixture import (
     MixtureSource,
@@ -22,6 +21,7 @@ from signlang_jax.data.mixture import (
     parse_sources,
 )
 from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.problems import DatasetError
 from signlang_jax.data.sources import records_for
 from signlang_jax.errors import ConfigError
 from signlang_jax.training.validation import (

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from signlang_jax.data import pack
-from signlang_jax.data.dataset import DatasetError
 from signlang_jax.data.iterator import make_iterator
 from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.problems import DatasetError
 from signlang_jax.data.sources import PackedSource, load_records, load_split
 from tests.conftest import ROOT, checkpoint_arrays, write_dataset, write_sample
 

@@ -14,8 +14,8 @@ import ml_collections
 import numpy as np
 
 from configs import default
-from signlang_jax.data.dataset import DatasetError
 from signlang_jax.data.pipeline import make_dataset
+from signlang_jax.data.problems import DatasetError
 from signlang_jax.draw import draw_skeleton, image_grid, write_rgb
 
 

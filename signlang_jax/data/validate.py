@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from signlang_jax.data.dataset import DatasetError, scan_dataset, split_samples
+from signlang_jax.data.dataset import scan_dataset, split_samples
+from signlang_jax.data.problems import DatasetError
 from signlang_jax.data.report import format_report
 
 
