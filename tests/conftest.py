@@ -47,6 +47,19 @@ def write_dataset(root: Path, num: int, seed: int = 0, size: tuple[int, int] = (
     return root
 
 
+def interrupt_nth_encode(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make the n-th `cv2.imencode` call raise KeyboardInterrupt (Ctrl-C while writing)."""
+    real, calls = cv2.imencode, []
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imencode", interrupted)
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path):
     """The default config shrunk for tests: 32 px input, batch 4, no worker processes."""

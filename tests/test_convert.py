@@ -16,6 +16,7 @@ from signlang_jax.data import convert
 from signlang_jax.data.dataset import scan_dataset
 from signlang_jax.keypoints import GROUPS
 from signlang_jax.synth import render_sample
+from tests.conftest import interrupt_nth_encode
 
 TILE = 64
 OFFSETS = ((10, 10), (120, 10), (60, 100))
@@ -308,15 +309,7 @@ def test_a_corrupt_image_is_skipped_and_a_rerun_completes(tmp_path, capsys):
 
 def test_an_interrupted_conversion_resumes_with_add(tmp_path, monkeypatch, capsys):
     _two_images(tmp_path)
-    real, calls = cv2.imencode, []
-
-    def interrupted(*args, **kwargs):  # Ctrl-C while cutting the fourth person
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(cv2, "imencode", interrupted)
+    interrupt_nth_encode(monkeypatch, 4)  # Ctrl-C while cutting the fourth person
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, out)

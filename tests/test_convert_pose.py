@@ -24,6 +24,7 @@ from signlang_jax.data.sequence_files import KeypointSequence, write_pose
 from signlang_jax.keypoint_maps import MEDIAPIPE_POSE_NAMES
 from signlang_jax.keypoints import BODY_NAMES, GROUPS, KEYPOINT_INDEX
 from signlang_jax.synth import render_sample
+from tests.conftest import interrupt_nth_encode
 
 pose_format = pytest.importorskip("pose_format")
 from pose_format.pose_header import (  # noqa: E402
@@ -547,15 +548,7 @@ def test_a_bad_video_is_skipped_and_the_others_converted(rec, tmp_path, capsys):
 
 
 def test_an_interrupted_pose_conversion_resumes_with_add(rec, tmp_path, monkeypatch, capsys):
-    real, calls = cv2.imencode, []
-
-    def interrupted(*args, **kwargs):  # Ctrl-C while writing the second frame
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(cv2, "imencode", interrupted)
+    interrupt_nth_encode(monkeypatch, 2)  # Ctrl-C while writing the second frame
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run(rec, out, "--every", "2", pose="poses", video="videos")
