@@ -7,7 +7,8 @@ Every `import` and `from ... import` of ours counts, at module level or inside a
 lazy import is still a dependency), except those under `if TYPE_CHECKING:`. A room is a package
 below `signlang_jax/` (or `interop/`); the modules at the top of `signlang_jax/` are the shared
 vocabulary or the command entry points. `FLOORS` orders the rooms bottom-up: a module may import
-its own floor's rooms or lower ones, never a higher floor. `tests/test_layout.py` runs the check.
+its own floor's rooms or lower ones, never a higher floor.
+`tests/test_readme.py::test_layers_hold` runs the check.
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -47,6 +45,7 @@ from interop.verify_onnx import (
     VerificationError,
     verify_onnx,
 )
+from signlang_jax.files import atomic_path
 
 EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript")
 INSTALL_HINT = "install the export extra: pip install -e '.[export]'"
@@ -107,7 +106,7 @@ def require_export_packages() -> None:
                               f"{INSTALL_HINT}") from None
 
 
-def reserve_output(output: Path) -> Path:
+def reserve_output(output: Path, temporary: Path) -> None:
     """Create (empty) the temporary file the export is written to, next to `output`.
 
     Fails early, before the slow export, if the location is not writable. Missing parent folders
@@ -119,12 +118,10 @@ def reserve_output(output: Path) -> Path:
     parent = output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
+        temporary.touch(exist_ok=False)
     except OSError as e:
         raise ExportError(f"cannot write --output {output}: {e.strerror or e} "
                           f"({e.filename or parent})") from None
-    os.close(fd)
-    return Path(name)
 
 
 # ----------------------------------------------------------------------------- the torch graph
@@ -216,18 +213,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int |
         raise ExportError(f"checkpoint {path} does not exist (expected a workdir such as "
                           "runs/x, its checkpoints/ folder or a step folder)")
     output = Path(output)
-    temporary = reserve_output(output)
-    try:
-        report = _export(checkpoint, step, output, temporary, opset, image_size, with_keypoints,
-                         fp16, log)
-        # mkstemp creates 0600 files; give the result the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, output)
-        return report
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(output) as temporary:  # the file appears only once verified
+        reserve_output(output, temporary)
+        return _export(checkpoint, step, output, temporary, opset, image_size, with_keypoints,
+                       fp16, log)
 
 
 def _export(checkpoint: str | Path, step: str | int | None, output: Path, temporary: Path,

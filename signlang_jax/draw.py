@@ -7,9 +7,12 @@ as hollow grey circles so they stay visible for review without looking like conf
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import GROUP_COLORS, NUM_KEYPOINTS, SKELETON, group_of
 
 _HIDDEN = (150, 150, 150)
@@ -63,9 +66,14 @@ def image_grid(images: list[np.ndarray], columns: int, pad: int = 2) -> np.ndarr
 
 
 def write_rgb(path: str, image: np.ndarray) -> None:
-    """Write an RGB uint8 image with OpenCV (which expects BGR); raise OSError on failure."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path} (check the folder exists and the extension)")
+    """Write an RGB uint8 image (format by extension) atomically; raise OSError on failure."""
+    try:
+        ok, encoded = cv2.imencode(Path(path).suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OSError(f"could not encode {path} (check the extension: .jpg, .png...)")
+    write_atomic(path, encoded.tobytes())
 
 
 def draw_points(image: np.ndarray, keypoints: np.ndarray, color: tuple[int, int, int],

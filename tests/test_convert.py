@@ -162,9 +162,6 @@ def test_bad_input_names_the_file_and_field(tmp_path, capsys):
     _refused(tmp_path, broken, "field 'keypoints' must be 17 x 3 = 51 numbers (x, y, v); got 48",
              capsys)
     broken = json.loads(json.dumps(data))
-    broken["annotations"][2]["bbox"] = [500, 10, 30, 30]
-    _refused(tmp_path, broken, "field 'bbox' [500, 10, 30, 30] is empty or outside", capsys)
-    broken = json.loads(json.dumps(data))
     broken["annotations"][0]["image_id"] = 99
     _refused(tmp_path, broken, "annotations[0]: field 'image_id' 99 names no entry", capsys)
     _refused(tmp_path, {"images": []}, "field 'annotations' must be a list", capsys)
@@ -378,3 +375,17 @@ def test_degenerate_boxes_are_dropped_and_counted(tmp_path, capsys):
     assert "kept 1 persons" in printed
     assert "dropped 2: degenerate box (width or height not a positive number)" in printed
     assert sorted(_labels(out)) == ["scene_102"]
+
+
+def test_a_box_outside_its_image_is_dropped_and_counted(tmp_path, capsys):
+    _, data = write_fixture(tmp_path, "coco-wholebody")
+    width = data["images"][0]["width"]
+    image_of = {ann["id"]: ann["image_id"] for ann in data["annotations"]}
+    first = data["annotations"][0]
+    assert image_of[first["id"]] == data["images"][0]["id"]
+    first["bbox"][0] = width + 5.0  # right of the image
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert _run(tmp_path, out) == 0
+    printed = capsys.readouterr().out
+    assert "kept 2 persons" in printed and "dropped 1: box outside its image" in printed

@@ -604,3 +604,20 @@ def test_converting_n_videos_lists_the_folder_once_and_writes_splits_once(
     listed = [s for s in (out / "splits" / "val.txt").read_text().split() if s]
     assert listed == ["000003"] + [s for s in sorted(_labels(out))
                                    if s.startswith("rec") and is_val_stem(s.split("_f")[0])]
+
+
+def test_a_run_whose_every_video_fails_leaves_no_folder_behind(rec, tmp_path, monkeypatch,
+                                                                 capsys):
+    from signlang_jax.data import convert_pose
+
+    def unreadable(plan, *args, **kwargs):
+        raise convert_pose.ConvertError(f"{plan.video}: frame 2 cannot be decoded")
+
+    monkeypatch.setattr(convert_pose, "write_video", unreadable)
+    out = tmp_path / "out"
+    assert run(rec, out, "--every", "2", pose="poses", video="videos") == 1
+    assert "cannot be decoded" in capsys.readouterr().err
+    assert not out.exists()  # no empty images/, labels/ or splits/val.txt to refuse next time
+    monkeypatch.undo()
+    assert run(rec, out, "--every", "2", pose="poses", video="videos") == 0
+    assert "kept 6 frames of 2 videos" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from signlang_jax.files import write_atomic
+from signlang_jax.files import atomic_path, write_atomic
 
 
 def _names(folder) -> list[str]:
@@ -64,3 +64,24 @@ def test_the_content_is_fsynced_before_the_rename(tmp_path, monkeypatch):
                                                      real_replace(a, b))[1])
     write_atomic(tmp_path / "x.json", b"{}")
     assert events == ["fsync", "replace", "fsync"]  # the file, then the folder
+
+
+def test_atomic_path_gives_a_hidden_name_with_the_suffix_and_moves_it_into_place(tmp_path):
+    target = tmp_path / "clip.overlay.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.suffix == ".mp4"
+        tmp.write_bytes(b"video")  # any writer that wants a file name (OpenCV, torch.onnx)
+        assert not target.exists()
+    assert target.read_bytes() == b"video" and _names(tmp_path) == ["clip.overlay.mp4"]
+
+
+def test_atomic_path_removes_a_partial_file_and_keeps_the_old_one(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old model")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a model")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"old model" and _names(tmp_path) == ["model.onnx"]
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "x.mp4"):
+        pass  # the writer wrote nothing: an error, never an empty file
+    assert _names(tmp_path) == ["model.onnx"]

@@ -75,6 +75,16 @@ def test_a_weight_that_is_not_a_number_is_named_as_the_weight():
     assert parse_sources("gs://bucket/data:2") == [SourceSpec("data", "gs://bucket/data", 2.0)]
     assert parse_sources("gs://bucket/data") == [SourceSpec("data", "gs://bucket/data", 1.0)]
 
+
+def test_an_existing_folder_with_a_colon_in_its_name_is_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "exp:v2").mkdir(parents=True)
+    assert parse_sources("e=runs/exp:v2") == [SourceSpec("e", "runs/exp:v2", 1.0)]
+    assert parse_sources("e=runs/exp:v2:3") == [SourceSpec("e", "runs/exp:v2", 3.0)]
+    with pytest.raises(ValueError, match="has weight 'v3', not a number"):
+        parse_sources("e=runs/exp:v3")  # no such folder: the text after ':' is a weight
+
+
 def test_mixture_indices_and_source_ids():
     mixture = MixtureSource([_Records("a", 3), _Records("b", 5)],
                             [SourceSpec("a", "a", 1), SourceSpec("b", "b", 3)])
@@ -317,8 +327,9 @@ def test_hand_task_mixes_hand_records_of_each_source(mixture_config):
                                                      "val/hand_pck@0.2"}
 
 
-def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
-    """Continue a mixture run from its step-2 checkpoint: the same weights at step 4."""
+def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path, capsys):
+    """Continue a mixture run from its step-2 checkpoint: the same weights at step 4; with
+    other weights the resume is refused, and nothing printed before says it continues."""
     import shutil
 
     from signlang_jax.training.train import train_and_evaluate
@@ -339,6 +350,16 @@ def test_training_resumed_mid_mixture_equals_an_uninterrupted_run(tmp_path):
     assert straight.keys() == resumed.keys()
     for key in straight:
         np.testing.assert_array_equal(straight[key], resumed[key], err_msg=key)
+
+    shutil.copytree(tmp_path / "straight", tmp_path / "reweighted")
+    shutil.rmtree(tmp_path / "reweighted" / "checkpoints" / "4")
+    config.data.sources = f"{tmp_path / 'big'}:0.5,{tmp_path / 'small'}:0.5"
+    capsys.readouterr()
+    with pytest.raises(DataChangedError, match="the weight share of 'big' was 0.75, now 0.5"):
+        train_and_evaluate(config, tmp_path / "reweighted")
+    printed = capsys.readouterr()
+    assert "data.sources" in printed.err and "continues" not in printed.err + printed.out
+    assert sorted(p.name for p in (tmp_path / "reweighted" / "checkpoints").iterdir()) == ["2"]
 
 
 def test_printed_val_line_keeps_sources_short():

@@ -3,7 +3,8 @@
 Usage and the sample conventions are in `signlang_jax.data.convert` (the command). Every field
 is checked before anything is written, and a malformed one is a ConvertError naming the file,
 the entry (images[n], annotations[n]) and the field. A person whose box is degenerate (a width
-or height that is not a positive number) is dropped and counted like the other filters. Images
+or height that is not a positive number) or lies outside its image is dropped and counted like
+the other filters. Images
 are decoded once, while writing: a missing or undecodable image (or one whose size is not its
 entry's) is reported and its persons are dropped and counted, the others are still written.
 """
@@ -11,7 +12,6 @@ entry's) is reported and its persons are dropped and counted, the others are sti
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import json
@@ -33,6 +33,7 @@ from signlang_jax.data.convert_output import (
     hash_splits,
     label_stems,
     label_text,
+    output_folders,
     print_skipped,
     write_crop,
 )
@@ -48,6 +49,7 @@ _HAND_VALID = {"left_hand": "lefthand_valid", "right_hand": "righthand_valid"}
 _NAME_ID = re.compile(r"[A-Za-z0-9._-]+")
 UNREADABLE = "image missing, unreadable or not the size its entry says"
 DEGENERATE = "degenerate box (width or height not a positive number)"
+OUTSIDE = "box outside its image"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,16 +123,15 @@ def _points(ann: dict, layout: KeypointMap, where: str) -> np.ndarray:
     return _array(ann, "keypoints", len(layout.source_names), where)
 
 
-def _box(ann: dict, image: dict, where: str) -> np.ndarray | None:
-    """The [x, y, w, h] person box; None if degenerate; ConvertError if malformed or outside."""
+def _box(ann: dict, image: dict, where: str) -> np.ndarray | str:
+    """The [x, y, w, h] person box, or the reason to drop it; ConvertError if malformed."""
     box = _field(ann, "bbox", where, lambda b: isinstance(b, list) and len(b) == 4 and all(
         map(_is_number, b)), "[x, y, w, h] numbers")
     x, y, w, h = (float(v) for v in box)
     if not (math.isfinite(x + y + w + h) and w > 0 and h > 0):
-        return None
+        return DEGENERATE
     if x + w <= 0 or y + h <= 0 or x >= image["width"] or y >= image["height"]:
-        raise ConvertError(f"{where}: field 'bbox' {box} is empty or outside the "
-                           f"{image['width']}x{image['height']} image")
+        return OUTSIDE
     return np.array([x, y, w, h])
 
 
@@ -206,8 +207,8 @@ def plan(ann_path: Path, images_dir: Path, layout: KeypointMap, options: Convert
         crowd = _flag(ann, "iscrowd", where, "0 or 1", False)
         hand_points = sum(int((points[GROUPS[h].start:GROUPS[h].stop, 2] > 0).sum())
                           for h in _HAND_VALID if hand_valid[h])
-        if box is None:
-            dropped[DEGENERATE] += 1
+        if isinstance(box, str):
+            dropped[box] += 1
         elif crowd:
             dropped["crowd"] += 1
         elif max(box[2], box[3]) < options.min_box:
@@ -285,20 +286,15 @@ def convert(layout: KeypointMap, ann: Path, images: Path, out: Path, options: Co
     for path in missing:
         report(f"{path}: no such image ({len(by_image[path])} person(s) of {ann})")
         dropped[UNREADABLE] += len(by_image.pop(path))
-    created = [d for d in (out, out / "images", out / "labels") if not d.exists()]
-    for d in created:
-        d.mkdir(parents=True, exist_ok=True)
     write = functools.partial(write_people, out=out, options=options)
-    try:
-        for path, problem in run_jobs(write, list(by_image.values()),
-                                      max(1, min(workers, len(by_image)))):
-            if problem:
-                report(problem)
-                dropped[UNREADABLE] += len(by_image[path])
-    finally:  # also after a failure: what is there joins its split (none existed before)
-        there = [j.name for j in jobs if (out / "labels" / f"{j.name}.json").exists()]
-        extend_splits(out, hash_splits(there, val_fraction))
-        for d in reversed(created if not there else ()):  # nothing written: leave nothing
-            with contextlib.suppress(OSError):
-                d.rmdir()
+    with output_folders(out):
+        try:
+            for path, problem in run_jobs(write, list(by_image.values()),
+                                          max(1, min(workers, len(by_image)))):
+                if problem:
+                    report(problem)
+                    dropped[UNREADABLE] += len(by_image[path])
+        finally:  # also after a failure: what is there joins its split (none existed before)
+            there = [j.name for j in jobs if (out / "labels" / f"{j.name}.json").exists()]
+            extend_splits(out, hash_splits(there, val_fraction))
     return len(there), dropped

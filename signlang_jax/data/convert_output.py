@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -136,6 +138,30 @@ def check_out(out: Path, add: bool) -> None:
     if out.exists() and any(out.iterdir()) and not add:
         raise ConvertError(f"--out {out} is not empty; pass --add to add to it (or to finish "
                            "an interrupted conversion)")
+
+
+@contextlib.contextmanager
+def output_folders(out: Path) -> Iterator[None]:
+    """Create `out`/images and labels; a run that wrote no sample removes what it created.
+
+    Every input skipped (all images unreadable, every video bad) must leave `--out` as it was:
+    a folder holding only empty folders and a split file would make the plain re-run refuse it
+    as "not empty".
+    """
+    created = [d for d in (out, out / "images", out / "labels", out / "splits") if not d.exists()]
+    splits_before = set(split_files(out).values())
+    for d in created[:-1] if created and created[-1].name == "splits" else created:
+        d.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        labels = out / "labels"
+        if labels in created and labels.is_dir() and not any(labels.iterdir()):
+            for path in set(split_files(out).values()) - splits_before:
+                path.unlink(missing_ok=True)
+            for d in reversed(created):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
 
 def split_files(out: Path) -> dict[str, Path]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import re
 import sys
@@ -47,6 +48,7 @@ from signlang_jax.data.convert_output import (
     extend_splits,
     label_stems,
     label_text,
+    output_folders,
     person_region,
     print_dropped,
     print_skipped,
@@ -277,11 +279,19 @@ def convert_pose(pairs: list[tuple[Path, Path]], out: Path, options: PoseOptions
     there = label_stems(out)  # the one listing of the folder
     found = frames_there(there, set(stems))
     todo = [frames_to_write(p, found.get(p.video.stem, []), out, options) for p in plans]
-    if any(todo):  # every check above, the first write below
-        for sub in ("images", "labels"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        start_val_split(out, options.val_fraction, _VAL_HEADER, there)
     new: dict[str, list[str]] = {"train": [], "val": []}
+    # Every check above, the first write below. With nothing new to write, the frames already
+    # there still join their video's split (a killed run may not have listed them).
+    with output_folders(out) if any(todo) else contextlib.nullcontext():
+        if any(todo):
+            start_val_split(out, options.val_fraction, _VAL_HEADER, there)
+        _write_all(plans, todo, out, options, new, report)
+    return plans, dropped
+
+
+def _write_all(plans: list[VideoPlan], todo: list, out: Path, options: PoseOptions,
+               new: dict[str, list[str]], report: Callable[[str], None]) -> None:
+    """Write every video's frames; a bad video is reported and its plan cut to what was written."""
     try:
         for n, (plan, frames) in enumerate(zip(plans, todo, strict=True)):
             names, fresh = new["val" if plan.val else "train"], set(frames)
@@ -295,7 +305,6 @@ def convert_pose(pairs: list[tuple[Path, Path]], out: Path, options: PoseOptions
                     f: v for f, v in plan.frames.items() if plan.name(f) in done})
     finally:  # also after a failure: what was written joins its video's split
         extend_splits(out, new)
-    return plans, dropped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,8 +56,9 @@ def _entry(entry: object, where: str) -> SourceSpec:
         raise ValueError(f"{where}: {entry!r} is not 'ROOT:WEIGHT' or (ROOT, WEIGHT)")
     root, weight = rest, "1"
     head, colon, tail = rest.rpartition(":")
-    # After the last ':' comes the weight, unless a path goes on there (gs://bucket/data).
-    if colon and not re.search(r"[/\\]", tail):
+    # After the last ':' comes the weight, unless a path goes on there (gs://bucket/data) or
+    # the whole text is an existing folder whose name holds a ':' (runs/exp:v2).
+    if colon and not re.search(r"[/\\]", tail) and not Path(rest.strip()).exists():
         root, weight = head, tail
     root = root.strip()
     if not root:

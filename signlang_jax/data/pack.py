@@ -12,7 +12,7 @@ Each example holds the ORIGINAL encoded image file, so decoding is the folder pa
 `decode_image`, plus the label as validated: `image_bytes` (JPEG/PNG bytes), `file` (the image
 path relative to the dataset root), `stem`, `keypoints` float32 (64, 3) (x, y, visible), `bbox`
 float32 (4,) (x, y, w, h), `width` and `height` int32. The splits are the samples, in the order,
-that `pipeline.load_split` returns for the same splits files / `--val-fraction`; they are fixed
+that `sources.load_split` returns for the same splits files / `--val-fraction`; they are fixed
 when packing. `metadata.json` records the source and a content digest per split.
 
 Written with TFDS's own `GeneratorBasedBuilder` (file_format='array_record', shuffling disabled so
@@ -54,6 +54,7 @@ from signlang_jax.data.dataset import (
     scan_dataset,
     split_samples,
 )
+from signlang_jax.files import fsync_folder, fsync_tree
 
 BUILDER_NAME = "signlang_pack"  # TFDS dataset name: OUT/signlang_pack/VERSION/
 DATASET_VERSION = "1.0.0"  # TFDS version directory
@@ -152,7 +153,7 @@ def open_split(info: PackInfo, split: str) -> object:
 
 
 def select_splits(scan: ScanResult, data: ml_collections.ConfigDict) -> dict[str, list[Sample]]:
-    """Each split's samples of a `scan_dataset` result, selected as `pipeline.load_split` does.
+    """Each split's samples of a `scan_dataset` result, selected as `sources.load_split` does.
 
     Raises `DatasetError` listing every problem unless `data.skip_invalid`.
     """
@@ -254,7 +255,9 @@ def write_pack(splits: dict[str, list[Sample]], out: str | os.PathLike, root: st
         check_out(out)  # again: someone may have written there meanwhile
         if out.exists():
             out.rmdir()
+        fsync_tree(staging / "data")  # complete on disk before it appears under its name
         (staging / "data").rename(out)
+        fsync_folder(out.parent)
     finally:
         bar.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _FRAME_FOLDER_NAMES = frozenset({"images", "frames"})  # named after their parent instead
 
 
@@ -60,7 +60,7 @@ class VideoInput:
 
 def _frames_in(folder: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir()
-                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+                        if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS))
 
 
 def _from_folder(folder: Path) -> list[VideoInput]:

@@ -15,6 +15,7 @@ import numpy as np
 from signlang_jax.data.sources import PackedSource, SampleSource, record_image
 from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
 from signlang_jax.evaluation.metrics import HAND_PCK_THRESHOLD, normalized_distances
+from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, group_of
 
 GROUP_NAMES = ("all", *GROUPS)
@@ -92,7 +93,7 @@ def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,
                  result: dict[str, np.ndarray], worst: int) -> None:
     """metrics.json, the per-keypoint PCK chart and (worst > 0) the worst-cases grid in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     write_rgb(str(out / "pck_per_keypoint.png"),
               pck_bar_chart(metrics["pck@0.1_per_keypoint"],
                             f"PCK@0.1 per keypoint, step {metrics['step']}"))

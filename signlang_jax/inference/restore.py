@@ -1,6 +1,6 @@
 """Load a trained Flax model and its config from a training workdir (evaluation, inference, export).
 
-Which checkpoint: the syntax shared by every checkpoint flag (`signlang_jax.training.checkpoints`):
+Which checkpoint: the syntax shared by every checkpoint flag (`training.checkpoint_specs`):
 RUN, RUN:best, RUN:latest, RUN:STEP or a step folder. "best" is the kept step with the best
 `train.best_metric` of the run (the latest if no checkpoint has validation metrics). The config
 is WORKDIR/config.json, written by training; fields added to `configs/default.py` since that

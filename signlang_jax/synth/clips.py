@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from signlang_jax.files import write_atomic
+from signlang_jax.files import commit, temporary_sibling, write_atomic
 from signlang_jax.keypoints import KEYPOINT_INDEX
 from signlang_jax.parallel import run_jobs
 from signlang_jax.synth.motion import pose_at, sample_motion
@@ -192,7 +192,7 @@ def write_clip(out_dir: str, seed: int, width: int, height: int, num_frames: int
         (root / sub).mkdir(parents=True)
     (root / "clip.json").unlink(missing_ok=True)
     plan = plan_clip(seed, index, width, height, num_frames, fps, signer_height)
-    tmp_video = root / f"video.tmp{os.getpid()}.mp4"
+    tmp_video = temporary_sibling(root / "video.mp4")
     writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                              (width, height))
     if not writer.isOpened():
@@ -212,7 +212,7 @@ def write_clip(out_dir: str, seed: int, width: int, height: int, num_frames: int
         tmp_video.unlink(missing_ok=True)  # never a stray partial video beside the frames
         raise
     writer.release()
-    os.replace(tmp_video, root / "video.mp4")
+    commit(tmp_video, root / "video.mp4")
     # Last: its presence means the clip is complete.
     write_atomic(root / "clip.json", json.dumps(clip_info(plan, signer_height), indent=1).encode())
     return True

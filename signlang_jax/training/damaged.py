@@ -105,9 +105,9 @@ def _move_aside(step_dir: Path, into: Path, reason: str) -> Path | None:
         n += 1
         target = into / f"{step_dir.name}-{n}"
     # The reason first: a run killed between the two lines leaves a note, never a bare folder.
-    target.with_name(target.name + ".txt").write_text(
+    write_atomic(target.with_name(target.name + ".txt"), (
         f"{step_dir} was recorded as damaged in {DAMAGED_FILE}: {reason}\n"
         f"Moved here on {time.strftime('%Y-%m-%d %H:%M:%S')} so that the run's final state could "
-        f"be saved as step {step_dir.name}.\n")
+        f"be saved as step {step_dir.name}.\n").encode())
     step_dir.rename(target)
     return target

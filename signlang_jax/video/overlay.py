@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from signlang_jax.draw import draw_skeleton
+from signlang_jax.files import commit, temporary_sibling
 
 _TRACKED = (0, 200, 0)  # RGB: the frame ran on the tracked region
 _DETECTED = (230, 60, 30)  # the frame ran on the whole frame (first frame or re-detection)
@@ -33,8 +33,7 @@ class OverlayWriter:
 
     def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
         self.path = path
-        # OpenCV picks the container from the extension, so the partial file ends in .mp4 too.
-        self._partial = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
+        self._partial = temporary_sibling(path)  # ends in .mp4 too: OpenCV picks the container
         self._writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                        (width, height))
         if not self._writer.isOpened():
@@ -48,6 +47,6 @@ class OverlayWriter:
         """Finish the file and move it into place (keep=True) or delete it."""
         self._writer.release()
         if keep:
-            os.replace(self._partial, self.path)
+            commit(self._partial, self.path)
         else:
             self._partial.unlink(missing_ok=True)
