@@ -228,7 +228,8 @@ def write_people(jobs: list[PersonJob], out: Path, options: ConvertOptions
                  ) -> tuple[Path, str | None]:
     """Cut and write the persons of one image (decoded once): (the image, why none were)."""
     first = jobs[0]
-    image = cv2.imread(str(first.image_path), cv2.IMREAD_COLOR)
+    # Annotations refer to the stored pixels (COCO's tools do not apply EXIF orientation).
+    image = cv2.imread(str(first.image_path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     about = (f"annotation {first.source['annotation']} of {first.source['annotations']}, "
              f"{len(jobs)} person(s)")
     if image is None:
