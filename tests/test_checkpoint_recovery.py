@@ -194,3 +194,36 @@ def test_a_failed_restore_leaves_the_process_as_it_was(train_config, tiny_run, t
             assert sys.unraisablehook is hook  # put back, not one more hook stacked per failure
     finally:
         manager.close()
+
+
+# ----------------------------------------------------------------------------- stale records
+
+
+def test_a_step_recorded_damaged_that_restores_intact_is_forgotten(train_config, tiny_run,
+                                                                     tmp_path, capsys):
+    """An older version recorded transient errors as damage: such a step, read fine, is
+    used and leaves the record (else it would be kept and never saved again, for good)."""
+    run = _copy_run(tiny_run, tmp_path)
+    damaged.record_damaged(run, {4: "cannot be read (an out-of-memory taken for damage)"})
+    manager = checkpoints.make_checkpoint_manager(run / "checkpoints", train_config)
+    try:
+        step, _ = checkpoints.restore_newest_intact(manager, _abstract(train_config), None)
+    finally:
+        manager.close()
+    assert step == 4 and damaged.read_damaged(run) == {}
+    assert not (run / damaged.DAMAGED_FILE).exists()
+    assert "recorded as damaged but restores intact" in capsys.readouterr().err
+
+
+def test_inference_latest_and_best_skip_a_step_recorded_damaged(train_config, tiny_run,
+                                                                 tmp_path):
+    from signlang_jax.inference.restore import load_checkpoint
+
+    run = _copy_run(tiny_run, tmp_path)
+    _truncate_arrays(run / "checkpoints" / "4")
+    damaged.record_damaged(run, {4: "cannot be read (truncated)"})
+    assert load_checkpoint(f"{run}:latest").step == 2
+    assert load_checkpoint(f"{run}:best").step == 2
+    assert load_checkpoint(str(run)).step == 2
+    with pytest.raises(checkpoints.CheckpointError, match="damaged or incomplete"):
+        load_checkpoint(f"{run}:4")  # named on purpose: read, and refused with the reason

@@ -27,7 +27,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grain
@@ -42,7 +42,10 @@ from signlang_jax.errors import (
     CheckpointUnavailableError,
 )
 from signlang_jax.training.damaged import (
+    DAMAGED_FILE,
     RecordedDamaged,
+    forget_damaged,
+    read_damaged,
     record_damaged,
     set_aside_damaged,
 )
@@ -92,11 +95,12 @@ def _metric_getter(metric: str, mode: str) -> Callable[[dict], float]:
     return get
 
 
-def best_step(manager: ocp.CheckpointManager, metric: str) -> int | None:
+def best_step(manager: ocp.CheckpointManager, metric: str, exclude: Sequence[int] = ()
+              ) -> int | None:
     """The kept step with the best `metric` (max, or min for losses); None if none has it."""
     sign = 1.0 if metric_mode(metric) == "max" else -1.0
     scored = []
-    for step in manager.all_steps():
+    for step in (s for s in manager.all_steps() if s not in exclude):
         value = (manager.metrics(step) or {}).get(metric)
         if value is not None and not math.isnan(value):
             scored.append((sign * value, step))
@@ -109,11 +113,14 @@ def select_step(manager: ocp.CheckpointManager, chosen: str | int | None, metric
     if not steps:
         raise CheckpointError(f"no checkpoint in {manager.directory} (training saves them every "
                               "train.checkpoint_every_steps)")
+    # "latest" and "best" never name a step recorded as damaged (kept only for inspection).
+    damaged = read_damaged(Path(manager.directory).parent)
+    intact = [s for s in steps if s not in damaged] or steps
     if chosen in (None, "latest"):
-        return steps[-1]
+        return intact[-1]
     if chosen == "best":
-        best = best_step(manager, metric)
-        return steps[-1] if best is None else best
+        best = best_step(manager, metric, exclude=list(damaged))
+        return intact[-1] if best is None else best
     if chosen not in steps:
         raise CheckpointError(f"step {chosen} is not in {manager.directory}; available: {steps}")
     return int(chosen)
@@ -247,6 +254,11 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: object
                 warn(f"WARNING skipping checkpoint step {step}: {e}. It is left in place at "
                      f"{Path(manager.directory) / str(step)}; trying the previous step.")
                 continue
+            workdir = Path(manager.directory).parent
+            if step in read_damaged(workdir):  # recorded by mistake (an older version took a
+                forget_damaged(workdir, [step])  # transient error for damage): it reads fine
+                warn(f"checkpoint step {step} was recorded as damaged but restores intact; "
+                     f"it is no longer listed in {DAMAGED_FILE}")
             return step, state
     finally:
         record_damaged(Path(manager.directory).parent, reasons)
