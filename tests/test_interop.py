@@ -280,9 +280,10 @@ def test_checkpoint_spec_and_errors(trained_workdir, monkeypatch):
     assert loaded.step == 2 and loaded.config.model.width == 8
     assert load_checkpoint(f"{trained_workdir}:latest").step == 3
 
-    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric: 1)  # as if step 1 won
+    # As if step 1 won, then as if no step had metrics.
+    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric, exclude=(): 1)
     assert load_checkpoint(trained_workdir, "best").step == 1
-    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric: None)  # no metrics
+    monkeypatch.setattr(checkpoints, "best_step", lambda manager, metric, exclude=(): None)
     assert load_checkpoint(f"{trained_workdir}:best").step == 3  # falls back to the latest
 
 
