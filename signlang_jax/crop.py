@@ -191,16 +191,22 @@ def jitter_region(region: Region, rng: np.random.Generator, shift: float, scale_
     return Region(region.cx + dx, region.cy + dy, side, region.angle + angle)
 
 
+def hand_regions(keypoints: np.ndarray, rule: HandCropRule) -> dict[str, Region | None]:
+    """Both hands' crop regions (`hand_region`) from one frame's (64, 3) points."""
+    scale = body_scale(keypoints, rule.score_threshold)
+    return {hand: hand_region(keypoints, hand, rule, scale) for hand in HANDS}
+
+
+def hand_crop_matrix(region: Region, hand: str, size: int) -> np.ndarray:
+    """Frame -> crop 2x3 affine of one hand's region (right hands mirrored into left ones)."""
+    return crop_matrix(region, size, mirror=hand == MIRRORED_HAND)
+
+
 def hand_crop_matrices(keypoints: np.ndarray, rule: HandCropRule, size: int
                        ) -> list[tuple[str, np.ndarray | None]]:
     """[(hand, frame -> crop 2x3 matrix or None)] for both hands; right hands mirrored."""
-    scale = body_scale(keypoints, rule.score_threshold)
-    out = []
-    for hand in HANDS:
-        region = hand_region(keypoints, hand, rule, scale)
-        out.append((hand, None if region is None else
-                    crop_matrix(region, size, mirror=hand == MIRRORED_HAND)))
-    return out
+    return [(hand, None if region is None else hand_crop_matrix(region, hand, size))
+            for hand, region in hand_regions(keypoints, rule).items()]
 
 
 def full_frame_region(width: int, height: int) -> Region:

@@ -141,6 +141,7 @@ class LiveView:
         self.model, self.rate, self.conf_threshold = model, rate, conf_threshold
         self.tracking, self.smoothing = tracking, smoothing
         self.processor = None  # made for the first frame's size, remade when the size changes
+        self.last = None  # the last frame's BatchResult
         self.frames, self.fps, self.started = 0, 0.0, time.perf_counter()
 
     def overlay(self, frame: np.ndarray) -> np.ndarray:
@@ -154,7 +155,7 @@ class LiveView:
         if self.processor is None or (self.processor.height,
                                       self.processor.width) != rgb.shape[:2]:
             self.processor = self._new_processor(rgb.shape[1], rgb.shape[0])
-        result = self.processor.process([rgb])
+        result = self.last = self.processor.process([rgb])
         now = time.perf_counter()
         rate = 1 / max(now - tick, 1e-6)
         self.fps = 0.9 * self.fps + 0.1 * rate if self.frames else rate

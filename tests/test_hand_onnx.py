@@ -256,3 +256,45 @@ def test_unusable_onnx_files_are_refused_naming_the_file(exported, tmp_path):
     message = f"{partial}: metadata field 'hand_crop_rule' is missing or incomplete ('reach')"
     with pytest.raises(OnnxModelError, match=re.escape(message)):
         hand_stage_from_onnx(partial)
+
+
+def test_video_job_tracks_hands_and_smooths_offline_by_default(exported, tmp_path):
+    """The job's default = the processor with hand tracking, then the offline smoother."""
+    import cv2
+
+    from signlang_jax.data.sequence_files import read_npz
+    from signlang_jax.inference.onnx_runtime import load_onnx
+    from signlang_jax.video import cli as video_cli
+    from signlang_jax.video.hands import HandTrackingParams
+    from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
+    from signlang_jax.video.sequence import SequenceProcessor
+    from signlang_jax.video.tracking import TrackingParams
+
+    body_path, hand_path = exported
+    clip = [f for f in frames() for _ in range(3)]  # a still signer held 3 frames, 3 times
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for n, frame in enumerate(clip):  # PNG: lossless, so the job sees exactly these pixels
+        cv2.imwrite(str(folder / f"{n:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert video_cli.main([str(folder), "--out", str(out), "--onnx", str(body_path),
+                           "--hand-onnx", str(hand_path)]) == 0
+    seq = read_npz(out / "clip.npz")
+    settings = json.loads(seq.metadata["settings"])
+    assert settings["hand_tracking"] == dataclasses.asdict(HandTrackingParams())
+    assert settings["smoothing"]["kind"] == "offline"
+
+    pair = load_onnx(body_path, hand_path, 0.0, 1)
+    processor = SequenceProcessor(pair, 64, 64, 25.0, TrackingParams(), None,
+                                  HandTrackingParams())
+    raw = np.concatenate([processor.process([f]).raw for f in clip])
+    want = smooth_offline(raw, frame_times(len(raw), 25.0), OfflineParams())
+    np.testing.assert_allclose(seq.keypoints, want, atol=1e-4)
+    assert not np.allclose(seq.keypoints, raw, atol=1e-3)  # the smoother did something
+    assert video_cli.main([str(folder), "--out", str(tmp_path / "raw"), "--onnx",
+                           str(body_path), "--hand-onnx", str(hand_path), "--no-smoothing",
+                           "--no-hand-tracking"]) == 0
+    still_rule = read_npz(tmp_path / "raw" / "clip.npz").keypoints
+    body_rule = SequenceProcessor(pair, 64, 64, 25.0, TrackingParams(), None, None)
+    np.testing.assert_allclose(
+        still_rule, np.concatenate([body_rule.process([f]).raw for f in clip]), atol=1e-4)

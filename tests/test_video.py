@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +21,8 @@ from signlang_jax.data.videos import VideoReadError, find_inputs, probe, read_fr
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.video import cli
+from signlang_jax.video.hands import HandTrackingParams
+from signlang_jax.video.offline import OfflineParams
 from signlang_jax.video.sequence import SequenceProcessor
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams, smoothing_alpha
 from signlang_jax.video.tracking import (
@@ -389,7 +392,9 @@ def test_cli_writes_npz_pose_and_overlay_then_skips(constant_model, tmp_path):
     want_y = (kp[:, 1] - 15.5) * 3 + 31.5
     np.testing.assert_allclose(seq.keypoints[:, :, 0], np.tile(want_x, (5, 1)), atol=1e-4)
     np.testing.assert_allclose(seq.keypoints[:, :, 1], np.tile(want_y, (5, 1)), atol=1e-4)
-    assert json.loads(seq.metadata["settings"]) == {"tracking": None, "smoothing": None}
+    assert json.loads(seq.metadata["settings"]) == {
+        "tracking": None, "smoothing": None,
+        "hand_tracking": dataclasses.asdict(HandTrackingParams())}
     pose = read_pose(out / "clip.pose")
     np.testing.assert_allclose(pose.keypoints, seq.keypoints, atol=1e-4)
     overlay = cv2.VideoCapture(str(out / "clip.overlay.mp4"))
@@ -432,14 +437,22 @@ def test_cli_tracks_and_smooths_by_default(constant_model, tmp_path):
     assert seq.tracked.tolist() == [False, True, True, True, True, True]
     assert seq.region[1, 2] < seq.region[0, 2]
     settings = json.loads(seq.metadata["settings"])
-    assert settings["smoothing"]["min_cutoff"] == OneEuroParams().min_cutoff
+    assert settings["smoothing"] == {"kind": "offline", **dataclasses.asdict(OfflineParams())}
+    assert settings["hand_tracking"] == dataclasses.asdict(HandTrackingParams())
+    # --causal: the live demo's One Euro filter instead, recorded as such.
+    assert cli.main([str(video), "--out", str(out), "--onnx", str(body), "--causal",
+                     "--overwrite"]) == 0
+    settings = json.loads(read_npz(out / "clip.npz").metadata["settings"])
+    assert settings["smoothing"] == {"kind": "causal", **dataclasses.asdict(OneEuroParams())}
 
 
 def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
     body, _ = constant_model
     for extra, message in ((["--format", "csv"], "--format"), (["--batch-size", "0"],
                            "--batch-size"), (["--hand-checkpoint", "x"], "--hand-checkpoint"),
-                           (["--min-score", "-1"], "--min-score")):
+                           (["--min-score", "-1"], "--min-score"),
+                           (["--smooth-window", "0"], "window=0"),
+                           (["--smooth-degree", "3"], "--smooth-degree")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["x.mp4", "--out", str(tmp_path), "--onnx", str(body), *extra])
         assert exit_info.value.code == 2

@@ -2,7 +2,8 @@
 model on the crops, map its points back into the frame and merge them into the 64 points.
 
     body keypoints (64, 3), frame pixels
-      -> `hand_crop_matrices` (signlang_jax.crop): one square per hand, right hands mirrored
+      -> `hand_regions` (signlang_jax.crop): one square per hand, right hands mirrored
+         (on video the squares come from the hand tracker instead: `signlang_jax.video.hands`)
       -> crops of the ORIGINAL frame, C x C -> hand model -> (21, 3) per crop, crop pixels
       -> inverse affine -> frame pixels -> merged where the hand model is confident
 
@@ -22,7 +23,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from signlang_jax.crop import HandCropRule, apply_affine, hand_crop_matrices, invert_affine
+from signlang_jax.crop import (
+    HandCropRule,
+    Region,
+    apply_affine,
+    hand_crop_matrix,
+    hand_regions,
+    invert_affine,
+)
 from signlang_jax.data.augment import warp_image
 from signlang_jax.inference.batching import predict_padded
 from signlang_jax.keypoints import GROUPS
@@ -41,18 +49,32 @@ class HandCrop:
     pixels: np.ndarray
 
 
+HandPlacement = tuple[int, str, Region]  # (image index, hand, its crop region in frame pixels)
+
+
+def body_rule_placements(keypoints: np.ndarray, rule: HandCropRule) -> list[HandPlacement]:
+    """Both hands' regions of every frame by the crop rule on (N, 64, 3) body-model points."""
+    return [(n, hand, region) for n in range(len(keypoints))
+            for hand, region in hand_regions(keypoints[n], rule).items() if region is not None]
+
+
+def cut_placed_crops(images: Sequence[np.ndarray], placements: Sequence[HandPlacement],
+                     size: int) -> list[HandCrop]:
+    """The size x size crop of each placement (right hands mirrored)."""
+    crops = []
+    for n, hand, region in placements:
+        matrix = hand_crop_matrix(region, hand, size)
+        crops.append(HandCrop(n, hand, matrix, warp_image(images[n], matrix, size)))
+    return crops
+
+
 def cut_hand_crops(images: Sequence[np.ndarray], keypoints: np.ndarray, rule: HandCropRule,
                    size: int) -> list[HandCrop]:
     """Both hands' crops of every frame (hands without a region are left out).
 
     images: RGB uint8 frames of any size; keypoints: (N, 64, 3) body-model points in frame pixels.
     """
-    crops = []
-    for n, image in enumerate(images):
-        for hand, matrix in hand_crop_matrices(keypoints[n], rule, size):
-            if matrix is not None:
-                crops.append(HandCrop(n, hand, matrix, warp_image(image, matrix, size)))
-    return crops
+    return cut_placed_crops(images, body_rule_placements(keypoints, rule), size)
 
 
 def merge_hand(keypoints: np.ndarray, hand: str, points: np.ndarray, min_score: float
@@ -78,7 +100,12 @@ class HandStage:
     def hand_points(self, images: Sequence[np.ndarray], keypoints: np.ndarray
                     ) -> list[tuple[HandCrop, np.ndarray]]:
         """[(crop, its (21, 3) hand-model points in FRAME pixels)] for every hand of every frame."""
-        crops = cut_hand_crops(images, keypoints, self.rule, self.crop_size)
+        return self.points_at(images, body_rule_placements(keypoints, self.rule))
+
+    def points_at(self, images: Sequence[np.ndarray], placements: Sequence[HandPlacement]
+                  ) -> list[tuple[HandCrop, np.ndarray]]:
+        """[(crop, (21, 3) hand-model points in FRAME pixels)] for crops placed by the caller."""
+        crops = cut_placed_crops(images, placements, self.crop_size)
         if not crops:
             return []
         pixels = np.stack([c.pixels for c in crops])

@@ -32,15 +32,22 @@ class RegionPredictor:
         self.description = description
 
     def predict(self, frames: Sequence[np.ndarray], regions: Sequence[Region]) -> np.ndarray:
-        """Keypoints (N, 64, 3) of each RGB uint8 frame, the model seeing only its region."""
+        """Keypoints (N, 64, 3) of each RGB uint8 frame, the model seeing only its region, hands
+        refined on crops placed by the body model's points (the still-image rule)."""
+        keypoints = self.predict_body(frames, regions)
+        if self.hand_stage is not None:
+            keypoints = self.hand_stage.refine(frames, keypoints)
+        return keypoints
+
+    def predict_body(self, frames: Sequence[np.ndarray], regions: Sequence[Region]
+                     ) -> np.ndarray:
+        """The body model's keypoints (N, 64, 3) in frame pixels, without the hand stage."""
         size = self.input_size
         matrices = [crop_matrix(region, size) for region in regions]
         crops = np.stack([warp_image(f, m, size) for f, m in zip(frames, matrices, strict=True)])
         keypoints = predict_padded(self.predict_batch, crops, self.batch_size).astype(np.float32)
         for n, matrix in enumerate(matrices):
             keypoints[n, :, :2] = apply_affine(keypoints[n, :, :2], invert_affine(matrix))
-        if self.hand_stage is not None:
-            keypoints = self.hand_stage.refine(frames, keypoints)
         return keypoints
 
 

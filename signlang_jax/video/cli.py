@@ -3,9 +3,11 @@
 Each input (a video file, a folder of videos, a glob, or a folder of frames sorted by name) gives
 one sequence of (T, 64, 3) keypoints - x, y in the original frame's pixels and a score - written
 atomically as DIR/NAME.npz and/or DIR/NAME.pose, optionally with an annotated DIR/NAME.overlay.mp4.
-The signer is tracked with a square region and the keypoints smoothed with a One Euro filter
-(docs/VIDEO.md). The model is a training checkpoint (--checkpoint, JAX) or an exported ONNX file
-(--onnx: numpy, OpenCV and onnxruntime only). Finished videos are skipped on a re-run
+The signer is tracked with a square region, each hand's crop follows the hand's own previous
+points, and the keypoints are smoothed with zero lag over the whole file (a robust local
+regression; --causal: the live demo's One Euro filter instead) (docs/VIDEO.md). The model is
+a training checkpoint (--checkpoint, JAX) or an exported ONNX file (--onnx: numpy, OpenCV and
+onnxruntime only). Finished videos are skipped on a re-run
 (--overwrite redoes them); an unreadable video is reported and skipped, and the exit code is 1
 if anything failed.
 """
@@ -25,19 +27,28 @@ from tqdm import tqdm
 
 from signlang_jax import __version__
 from signlang_jax.data.sequence_files import KeypointSequence, write_npz, write_pose
-from signlang_jax.data.videos import VideoInput, VideoReadError, find_inputs, probe, read_frames
+from signlang_jax.data.videos import (
+    VideoInfo,
+    VideoInput,
+    VideoReadError,
+    find_inputs,
+    probe,
+    read_frames,
+)
 from signlang_jax.errors import TrainingError
 from signlang_jax.inference.cli_args import add_dtype_argument
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
 from signlang_jax.inference.onnx_runtime import load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
+from signlang_jax.video.hands import HandTrackingParams
+from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
 from signlang_jax.video.tracking import TrackingParams
 
 FORMATS = ("npz", "pose")
-_T, _S = TrackingParams(), OneEuroParams()
+_T, _S, _O = TrackingParams(), OneEuroParams(), OfflineParams()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,23 +120,41 @@ def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     track.add_argument("--track-margin", type=float, default=_T.margin,
                        help="region side = (1 + 2 margin) x the extent of the confident points "
                        "(default %(default)s)")
-    smooth = parser.add_argument_group("smoothing: One Euro filter (docs/VIDEO.md)")
+    track.add_argument("--no-hand-tracking", action="store_true",
+                       help="place every hand crop from the body model's points, as on still "
+                       "images (default: from the hand's own points on the previous frame)")
+    smooth = parser.add_argument_group(
+        "smoothing (docs/VIDEO.md): zero-lag over the whole file by default")
     smooth.add_argument("--no-smoothing", action="store_true", help="keep the raw keypoints")
-    smooth.add_argument("--min-cutoff", type=float, default=_S.min_cutoff,
+    smooth.add_argument("--smooth-window", type=float, default=_O.window,
+                        help="seconds: Gaussian sigma of the local fit's window (default "
+                        "%(default)s)")
+    smooth.add_argument("--smooth-degree", type=int, default=_O.degree, choices=(0, 1, 2),
+                        help="degree of the local fit: 1 is exact at constant velocity, 2 at "
+                        "constant acceleration (default %(default)s)")
+    smooth.add_argument("--smooth-outlier", type=float, default=_O.outlier,
+                        help="a point this many hand sizes (signer sizes for body and face) "
+                        "off the fit is an outlier and refitted without (default %(default)s)")
+    smooth.add_argument("--smooth-threshold", type=float, default=_O.score_threshold,
+                        help="a point scoring below this is missing: left unchanged and not "
+                        "used (default %(default)s)")
+    causal = parser.add_argument_group(
+        "causal smoothing: One Euro filter, as in live_demo (--causal)")
+    causal.add_argument("--causal", action="store_true",
+                        help="smooth frame by frame from past frames only, as the live demo "
+                        "does, instead of over the whole file")
+    causal.add_argument("--min-cutoff", type=float, default=_S.min_cutoff,
                         help="Hz: cutoff of a still point (lower = smoother, more lag) "
                         "(default %(default)s)")
-    smooth.add_argument("--beta", type=float, default=_S.beta,
+    causal.add_argument("--beta", type=float, default=_S.beta,
                         help="cutoff gain per signer size per second of speed (higher = less "
                         "lag on fast signs) (default %(default)s)")
-    smooth.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
+    causal.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
                         help="Hz: low-pass on the speed estimate (default %(default)s)")
-    smooth.add_argument("--smooth-threshold", type=float, default=_S.score_threshold,
-                        help="a point scoring below this is missing: passed through, its filter "
-                        "restarted (default %(default)s)")
-    smooth.add_argument("--jump-gate", type=float, default=_S.jump_gate,
+    causal.add_argument("--jump-gate", type=float, default=_S.jump_gate,
                         help="hold back for one frame a point that jumps more than this many "
                         "signer sizes (0 = no gate) (default %(default)s)")
-    smooth.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
+    causal.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
                         metavar=("LOW", "HIGH"),
                         help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
                         ">= HIGH all of it (off by default; 0.2 0.5 suits the body model alone)")
@@ -142,7 +171,8 @@ class JobSettings:
     batch_size: int
     fps: float
     tracking: TrackingParams | None
-    smoothing: OneEuroParams | None
+    smoothing: OfflineParams | OneEuroParams | None  # offline (default), causal or none
+    hands: HandTrackingParams | None = HandTrackingParams()
 
     def outputs(self, item: VideoInput) -> list[Path]:
         """The files `item` produces."""
@@ -168,12 +198,20 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     tracking = None if args.no_tracking else TrackingParams(
         score_threshold=args.track_threshold, min_points=args.track_min_points,
         margin=args.track_margin)
-    smoothing = None if args.no_smoothing else OneEuroParams(
-        min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
-        score_threshold=args.smooth_threshold, jump_gate=args.jump_gate or None,
-        confidence=None if args.smooth_confidence is None else tuple(args.smooth_confidence))
+    if args.no_smoothing:
+        smoothing: OfflineParams | OneEuroParams | None = None
+    elif args.causal:
+        smoothing = OneEuroParams(
+            min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+            score_threshold=args.smooth_threshold, jump_gate=args.jump_gate or None,
+            confidence=None if args.smooth_confidence is None else tuple(args.smooth_confidence))
+    else:
+        smoothing = OfflineParams(window=args.smooth_window, degree=args.smooth_degree,
+                                  outlier=args.smooth_outlier,
+                                  score_threshold=args.smooth_threshold)
+    hands = None if args.no_hand_tracking else HandTrackingParams()
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
-                       args.fps, tracking, smoothing)
+                       args.fps, tracking, smoothing, hands)
 
 
 def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
@@ -181,58 +219,64 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
     """Run one input and write its outputs; (sequence, frames/s decode-to-file)."""
     start = time.perf_counter()
     info = probe(item, job.fps)
+    causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
     processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
-                                  job.smoothing)
-    overlay = (OverlayWriter(job.out / f"{item.name}.overlay.mp4", info.fps, info.width,
-                             info.height) if job.overlay else None)
-    keypoints, tracked, regions = [], [], []
+                                  causal, job.hands)
+    results = []
     bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
                leave=False, dynamic_ncols=True)
     try:
         batch: list[np.ndarray] = []
-
-        def flush() -> None:
-            result = processor.process(batch)
-            keypoints.append(result.keypoints)
-            tracked.append(result.tracked)
-            regions.append(result.regions)
-            if overlay is not None:
-                for n, frame in enumerate(batch):
-                    overlay.write(annotate(frame, result.keypoints[n], result.regions[n],
-                                           bool(result.tracked[n]), job.min_score))
-            bar.update(len(batch))
-            batch.clear()
-
         for frame in read_frames(item, info, prefetch=max(16, 2 * job.batch_size)):
             batch.append(frame)
             if len(batch) == job.batch_size:
-                flush()
+                results.append(processor.process(batch))
+                bar.update(len(batch))
+                batch.clear()
         if batch:
-            flush()
-        if not keypoints:
-            raise VideoReadError(f"{item.path}: no frames decoded")
-        sequence = KeypointSequence(
-            keypoints=np.concatenate(keypoints), fps=info.fps, width=info.width,
-            height=info.height, tracked=np.concatenate(tracked), region=np.concatenate(regions),
-            metadata={"model": model.description, "source": str(item.path),
-                      "settings": json.dumps(describe(job.tracking, job.smoothing)),
-                      "batch_size": str(job.batch_size),
-                      "signlang_jax_version": __version__})
-        for fmt in job.formats:
-            path = job.out / f"{item.name}.{fmt}"
-            if fmt == "npz":
-                write_npz(path, sequence)
-            else:
-                write_pose(path, sequence, min_score=job.min_score)
-    except BaseException:
-        if overlay is not None:
-            overlay.close(keep=False)
-        raise
+            results.append(processor.process(batch))
+            bar.update(len(batch))
     finally:
         bar.close()
-    if overlay is not None:
-        overlay.close(keep=True)
+    if not results:
+        raise VideoReadError(f"{item.path}: no frames decoded")
+    keypoints = np.concatenate([r.keypoints for r in results])
+    if isinstance(job.smoothing, OfflineParams):
+        keypoints = smooth_offline(keypoints, frame_times(len(keypoints), info.fps),
+                                   job.smoothing)
+    sequence = KeypointSequence(
+        keypoints=keypoints, fps=info.fps, width=info.width, height=info.height,
+        tracked=np.concatenate([r.tracked for r in results]),
+        region=np.concatenate([r.regions for r in results]),
+        metadata={"model": model.description, "source": str(item.path),
+                  "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands)),
+                  "batch_size": str(job.batch_size), "signlang_jax_version": __version__})
+    for fmt in job.formats:
+        path = job.out / f"{item.name}.{fmt}"
+        if fmt == "npz":
+            write_npz(path, sequence)
+        else:
+            write_pose(path, sequence, min_score=job.min_score)
+    if job.overlay:
+        _write_overlay(item, info, sequence, job)
     return sequence, len(sequence.keypoints) / (time.perf_counter() - start)
+
+
+def _write_overlay(item: VideoInput, info: VideoInfo, sequence: KeypointSequence,
+                   job: JobSettings) -> None:
+    """NAME.overlay.mp4: the frames decoded again, annotated with the final keypoints."""
+    overlay = OverlayWriter(job.out / f"{item.name}.overlay.mp4", info.fps, info.width,
+                            info.height)
+    try:
+        for n, frame in enumerate(read_frames(item, info, prefetch=16)):
+            if n >= len(sequence.keypoints):
+                break
+            overlay.write(annotate(frame, sequence.keypoints[n], sequence.region[n],
+                                   bool(sequence.tracked[n]), job.min_score))
+    except BaseException:
+        overlay.close(keep=False)
+        raise
+    overlay.close(keep=True)
 
 
 def load_model(args: argparse.Namespace) -> RegionPredictor:

@@ -1,15 +1,22 @@
-"""One video's frames -> keypoints: region tracking, the model, re-detection and smoothing.
+"""One video's frames -> keypoints: region tracking, the body model, re-detection, hand tracking
+and the causal filter.
 
 The one implementation behind `python -m signlang_jax.video` (batches of frames) and
 `python -m signlang_jax.live_demo` (one frame at a time, with keys toggling tracking and
 smoothing). Per batch:
 
-1. every frame of the batch runs on the tracker's current region - within a batch the region is
-   the one the previous batch ended with, so batch 1 follows the signer frame by frame; with no
-   region (the first frame, or after tracking was lost) the batch's first frame runs alone on
-   the whole frame and the others on the region it gives;
+1. every frame of the batch runs the body model on the tracker's current region - within a batch
+   the region is the one the previous batch ended with, so batch 1 follows the signer frame by
+   frame; with no region (the first frame, or after tracking was lost) the batch's first frame
+   runs alone on the whole frame and the others on the region it gives;
 2. a tracked frame whose keypoints say tracking failed is re-detected on the whole frame;
-3. the tracker then sees every frame's keypoints in order, and the One Euro filter smooths them.
+3. the tracker then sees every frame's body keypoints in order;
+4. with a hand stage, frame after frame, the hand tracker (`video.hands`) places each hand's
+   crop (from the hand's previous points, or the body rule), the hand model runs on it and its
+   points are merged - so hands follow hands at any batch size;
+5. the causal One Euro filter smooths the result when it is on (`live_demo`, `--causal`); the
+   batch job's default zero-lag smoother needs the whole file and runs after the last batch
+   (`video.offline`).
 """
 
 from __future__ import annotations
@@ -19,14 +26,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from signlang_jax.crop import Region, full_frame_region
+from signlang_jax.crop import HANDS, HandCropRule, Region, full_frame_region
+from signlang_jax.inference.hand_stage import merge_hand
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
+from signlang_jax.video.hands import HandPlacement, HandTracker, HandTrackingParams
+from signlang_jax.video.offline import OfflineParams
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams
 from signlang_jax.video.tracking import RegionTracker, TrackingParams
 
 DEFAULT_TRACKING = TrackingParams()
-DEFAULT_SMOOTHING = OneEuroParams()
+DEFAULT_SMOOTHING = OneEuroParams()  # causal: live_demo and the batch job's --causal
+DEFAULT_HANDS = HandTrackingParams()
+DEFAULT_OFFLINE = OfflineParams()  # the batch job's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +49,9 @@ class BatchResult:
     raw: np.ndarray  # (N, 64, 3) before smoothing
     tracked: np.ndarray  # (N,) bool: ran on the tracked region (False: on the whole frame)
     regions: np.ndarray  # (N, 3) float32 cx, cy, side of the square the body model saw
+    # (N, 2, 4) float32 cx, cy, side, angle of each hand's crop (left, right); NaN: no crop
+    hand_regions: np.ndarray
+    hand_tracked: np.ndarray  # (N, 2) bool: the crop followed the hand's own previous points
 
 
 class SequenceProcessor:
@@ -44,19 +59,26 @@ class SequenceProcessor:
 
     def __init__(self, model: RegionPredictor, width: int, height: int, fps: float,
                  tracking: TrackingParams | None = DEFAULT_TRACKING,
-                 smoothing: OneEuroParams | None = DEFAULT_SMOOTHING) -> None:
+                 smoothing: OneEuroParams | None = DEFAULT_SMOOTHING,
+                 hands: HandTrackingParams | None = DEFAULT_HANDS) -> None:
         self.model = model
         self.width, self.height, self.fps = width, height, fps
         self.tracker = RegionTracker(tracking or TrackingParams(), width, height, fps)
         self.smoother = OneEuroFilter(smoothing or OneEuroParams(), NUM_KEYPOINTS)
+        stage = model.hand_stage
+        self.hands = HandTracker(hands or HandTrackingParams(),
+                                 stage.rule if stage is not None else HandCropRule(),
+                                 width, height, fps)
         self.tracking = tracking is not None
         self.smoothing = smoothing is not None
+        self.hand_tracking = hands is not None
         self.redetections = 0
 
     def set_tracking(self, on: bool) -> None:
-        """Turn region tracking on or off (on restarts from the whole frame)."""
+        """Turn region and hand tracking on or off (on restarts from the whole frame)."""
         self.tracking = on
         self.tracker.reset()
+        self.hands.reset()
 
     def set_smoothing(self, on: bool) -> None:
         """Turn smoothing on or off (on starts a fresh filter)."""
@@ -78,35 +100,91 @@ class SequenceProcessor:
         whole = full_frame_region(self.width, self.height)
         region = self.tracker.region if self.tracking else None
         regions = [region or whole] * len(frames)
-        raw = self.model.predict(frames, regions)
+        raw = self.model.predict_body(frames, regions)
         tracked = np.full(len(frames), region is not None)
+        redone: set[int] = set()
         if region is not None:
             redo = [n for n in range(len(frames)) if self.tracker.lost(raw[n])]
             if redo:
-                raw[redo] = self.model.predict([frames[n] for n in redo], [whole] * len(redo))
+                raw[redo] = self.model.predict_body([frames[n] for n in redo],
+                                                    [whole] * len(redo))
                 tracked[redo] = False
                 for n in redo:
                     regions[n] = whole
                 self.redetections += len(redo)
             redone = set(redo)
-        else:
-            redone = set()
-        final = raw.copy()
+        hand_regions = np.full((len(frames), len(HANDS), 4), np.nan, np.float32)
+        hand_tracked = np.zeros((len(frames), len(HANDS)), bool)
         for n in range(len(frames)):
             if self.tracking:
                 if n in redone:  # found again on the whole frame: restart from there
                     self.tracker.reset()
+                    self.hands.reset()
                 self.tracker.observe(raw[n])
-            if self.smoothing:
+            if self.model.hand_stage is not None:
+                raw[n] = self._hands(frames[n], raw[n], hand_regions[n], hand_tracked[n])
+        final = raw.copy()
+        if self.smoothing:
+            for n in range(len(frames)):
                 final[n] = self.smoother(raw[n], 1.0 / self.fps)
         boxes = np.array([[r.cx, r.cy, r.side] for r in regions], np.float32)
-        return BatchResult(final, raw, tracked, boxes.reshape(len(frames), 3))
+        return BatchResult(final, raw, tracked, boxes.reshape(len(frames), 3), hand_regions,
+                           hand_tracked)
+
+    def _hands(self, frame: np.ndarray, body: np.ndarray, regions_out: np.ndarray,
+               tracked_out: np.ndarray) -> np.ndarray:
+        """One frame's (64, 3) points with both hands from the hand stage (crops from the hand
+        tracker; without hand tracking, from the body rule every frame)."""
+        stage = self.model.hand_stage
+        assert stage is not None
+        if not self.hand_tracking:
+            self.hands.reset()
+        placements = {p.hand: p for p in self.hands.place(body)}
+        results = dict(self._points(frame, list(placements.values())))
+        out = body
+        for hand in HANDS:
+            points = results.get(hand)
+            if points is not None and not self.hands.observe(hand, points, body):
+                # Its crop followed the other hand: crop it where the body model says instead.
+                retry = self.hands.body_placement(hand, body)
+                points = None
+                if retry is not None:
+                    placements[hand] = retry
+                    points = dict(self._points(frame, [retry])).get(hand)
+                    if points is not None and not self.hands.observe(hand, points, body):
+                        points = None  # still the other hand's: keep the body model's points
+                if points is None:
+                    self.hands.observe(hand, None, body)
+                    placements.pop(hand, None)
+            elif points is None:
+                self.hands.observe(hand, None, body)
+            if points is not None:
+                out = merge_hand(out, hand, points, stage.min_score)
+        for h, hand in enumerate(HANDS):
+            if hand in placements:
+                r = placements[hand].region
+                regions_out[h] = (r.cx, r.cy, r.side, r.angle)
+                tracked_out[h] = placements[hand].tracked
+        return out
+
+    def _points(self, frame: np.ndarray, placements: list[HandPlacement]
+                ) -> list[tuple[str, np.ndarray]]:
+        """[(hand, its (21, 3) hand-model points in frame pixels)] for crops on one frame."""
+        stage = self.model.hand_stage
+        assert stage is not None
+        found = stage.points_at([frame], [(0, p.hand, p.region) for p in placements])
+        return [(crop.hand, points) for crop, points in found]
 
 
-def describe(tracking: TrackingParams | None, smoothing: OneEuroParams | None) -> dict:
+def describe(tracking: TrackingParams | None, smoothing: OneEuroParams | OfflineParams | None,
+             hands: HandTrackingParams | None = DEFAULT_HANDS) -> dict:
     """The settings as a JSON-ready dict (stored in every output file)."""
+    kind = ("offline" if isinstance(smoothing, OfflineParams) else
+            None if smoothing is None else "causal")
     return {"tracking": None if tracking is None else dataclasses.asdict(tracking),
-            "smoothing": None if smoothing is None else dataclasses.asdict(smoothing)}
+            "hand_tracking": None if hands is None else dataclasses.asdict(hands),
+            "smoothing": None if smoothing is None else {"kind": kind,
+                                                         **dataclasses.asdict(smoothing)}}
 
 
 def region_of(row: np.ndarray) -> Region:

@@ -62,6 +62,47 @@ def signer_region(keypoints: np.ndarray, params: TrackingParams) -> Region | Non
     return square_around(keypoints[trusted, :2], params.margin, min_side)
 
 
+class SquareFilter:
+    """Smooths a square (cx, cy, side) over frames: the signer region's and each hand crop's.
+
+    A One Euro filter on the centre and side whose cutoff rises with the square's speed in its
+    own sides per second; the square holds still while each new target square lies inside it
+    and is at least `hold` of its side (a still input gives steady crops), and it grows at once
+    to cover a target it would otherwise cut (a fast hand is never left outside its crop).
+    """
+
+    def __init__(self, cutoff: float, beta: float, hold: float) -> None:
+        self.cutoff, self.beta, self.hold = cutoff, beta, hold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past: the next target is taken as it is."""
+        self.state: np.ndarray | None = None  # smoothed (cx, cy, side)
+        self._speed = 0.0
+
+    def update(self, target: np.ndarray, dt: float) -> np.ndarray:
+        """The smoothed square after seeing the target (cx, cy, side) dt seconds later."""
+        x = np.asarray(target, np.float64)
+        if self.state is None:
+            self.state = x.copy()
+            return self.state
+        inside = (np.abs(x[:2] - self.state[:2]).max() + x[2] / 2) <= self.state[2] / 2
+        if inside and x[2] >= self.hold * self.state[2]:
+            self._speed = 0.0
+            return self.state
+        speed = float(np.linalg.norm(x - self.state)) / dt / self.state[2]
+        a_d = float(smoothing_alpha(1.0, dt))
+        self._speed = a_d * speed + (1 - a_d) * self._speed
+        alpha = float(smoothing_alpha(self.cutoff + self.beta * self._speed, dt))
+        state = alpha * x + (1 - alpha) * self.state
+        # The smoothed square may lag a fast move; it grows at once to cover the new target
+        # square, and only its shrinking and moving are smoothed.
+        reach = np.abs(x[:2] - state[:2]).max() + x[2] / 2
+        state[2] = max(state[2], 2 * reach)
+        self.state = state
+        return state
+
+
 class RegionTracker:
     """Which region each frame runs on; fed the keypoints of every frame in order."""
 
@@ -69,19 +110,17 @@ class RegionTracker:
         self.params = params
         self.width, self.height = width, height
         self.dt = 1.0 / fps
-        self.reset()
+        self._square = SquareFilter(params.region_cutoff, params.region_beta, params.hold)
 
     def reset(self) -> None:
         """Lose the signer: the next frame runs on the whole frame."""
-        self._state: np.ndarray | None = None  # smoothed (cx, cy, side)
-        self._speed = 0.0
+        self._square.reset()
 
     @property
     def region(self) -> Region | None:
         """The region for the next frame, or None: run on the whole frame."""
-        if self._state is None:
-            return None
-        return Region(*(float(v) for v in self._state))
+        state = self._square.state
+        return None if state is None else Region(*(float(v) for v in state))
 
     def lost(self, keypoints: np.ndarray) -> bool:
         """Whether a frame's keypoints say tracking failed (too few points, collapsed, outside)."""
@@ -99,22 +138,4 @@ class RegionTracker:
             return
         target = signer_region(keypoints, self.params)
         assert target is not None  # not lost
-        x = np.array([target.cx, target.cy, target.side])
-        if self._state is None:
-            self._state = x
-            return
-        p = self.params
-        inside = (np.abs(x[:2] - self._state[:2]).max() + x[2] / 2) <= self._state[2] / 2
-        if inside and x[2] >= p.hold * self._state[2]:
-            self._speed = 0.0
-            return
-        speed = float(np.linalg.norm(x - self._state)) / self.dt / self._state[2]
-        a_d = float(smoothing_alpha(1.0, self.dt))
-        self._speed = a_d * speed + (1 - a_d) * self._speed
-        alpha = float(smoothing_alpha(p.region_cutoff + p.region_beta * self._speed, self.dt))
-        state = alpha * x + (1 - alpha) * self._state
-        # The smoothed square may lag a fast hand; it grows at once to cover the new target
-        # square (hands matter most), and only its shrinking and moving are smoothed.
-        reach = np.abs(x[:2] - state[:2]).max() + x[2] / 2
-        state[2] = max(state[2], 2 * reach)
-        self._state = state
+        self._square.update(np.array([target.cx, target.cy, target.side]), self.dt)

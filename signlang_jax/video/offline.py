@@ -1,0 +1,161 @@
+"""Zero-lag smoothing of a whole keypoint sequence: robust local polynomial regression.
+
+A file is processed whole, so each frame's smoothed point may use the frames after it as well
+as those before. Every point's track is replaced, frame by frame, by the value at that frame of
+a polynomial (`degree` 1: a line, 2: a parabola) fitted by weighted least squares to the track
+in a Gaussian time window of `window` seconds (local regression, LOESS; Savitzky-Golay is its
+unweighted fixed-window case). A line fitted to samples of a line is that line, so a point
+moving at constant velocity comes back exactly - no lag and no lead, at the sequence's ends
+too, whatever its speed: fast hand motion is never taken for noise, which is what a causal
+filter (`smoothing.OneEuroFilter`) can only trade against lag.
+
+The demo models' hand jitter is mostly one-frame gross errors, which a least-squares fit would
+spread over its neighbours. So the fit is robust (Cleveland's LOWESS): after each fit every
+sample's residual is measured in part sizes - the extent of that hand's confident points for hand
+points (hand sizes), of all confident points for the others (signer sizes) - and weighted by
+Tukey's biweight, zero from `outlier` sizes on, then the track is fitted again. Points scoring
+below `score_threshold` are missing: they give no weight and come back unchanged. Scores pass
+unchanged. Time is taken from per-frame timestamps, so a variable frame rate needs no change.
+numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from signlang_jax.keypoints import GROUPS
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineParams:
+    """Offline smoother settings (docs/VIDEO.md says how the defaults were measured)."""
+
+    window: float = 0.06  # s: Gaussian sigma of the fitting window (3 sigma each side is used)
+    degree: int = 1  # 1: local line (exact at constant velocity); 2: also at constant acceleration
+    outlier: float = 0.3  # part sizes: a residual this large gets no weight in the refit
+    iterations: int = 2  # robust refits (0: plain weighted least squares)
+    score_threshold: float = 0.1  # a point scoring below this is missing: unchanged, no weight
+
+    def __post_init__(self) -> None:
+        if not self.window > 0:
+            raise ValueError(f"offline smoothing window={self.window}; expected > 0 seconds")
+        if self.degree not in (0, 1, 2):
+            raise ValueError(f"offline smoothing degree={self.degree}; expected 0, 1 or 2")
+        if not self.outlier > 0:
+            raise ValueError(f"offline smoothing outlier={self.outlier}; expected > 0")
+        if not 0 <= self.iterations <= 5:
+            raise ValueError(f"offline smoothing iterations={self.iterations}; expected 0..5")
+
+
+def frame_times(num_frames: int, fps: float) -> np.ndarray:
+    """Timestamps (s) of `num_frames` frames at a constant `fps`."""
+    if not fps > 0:
+        raise ValueError(f"fps={fps}; expected a positive frame rate")
+    return np.arange(num_frames, dtype=np.float64) / fps
+
+
+def part_sizes(keypoints: np.ndarray, threshold: float) -> np.ndarray:
+    """(T, K) size of each point's part per frame: its hand's extent, else the signer's.
+
+    The extent is the larger side of the box of the part's points scoring `threshold` or more;
+    frames where a part has fewer than two take the part's median over the sequence (1 pixel if
+    it never has two).
+    """
+    kp = np.asarray(keypoints, np.float64)
+    present = kp[..., 2] >= threshold
+    sizes = np.empty(kp.shape[:2])
+    parts = {"signer": np.arange(kp.shape[1])}
+    parts.update({hand: np.arange(GROUPS[hand].start, GROUPS[hand].stop)
+                  for hand in ("left_hand", "right_hand")})
+    for idx in parts.values():  # hands last: their points take the hand size
+        extent = _extent(kp[:, idx, :2], present[:, idx])
+        known = np.isfinite(extent)
+        fill = float(np.median(extent[known])) if known.any() else 1.0
+        extent = np.where(known, extent, fill)
+        sizes[:, idx] = np.maximum(extent, 1.0)[:, None]
+    return sizes
+
+
+def _extent(xy: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(T,) larger side of the box of the present points per frame; NaN with fewer than two."""
+    big = np.where(present[..., None], xy, np.nan)
+    enough = present.sum(1) >= 2
+    out = np.full(len(xy), np.nan)
+    if enough.any():
+        lo = np.nanmin(big[enough], axis=1)
+        hi = np.nanmax(big[enough], axis=1)
+        out[enough] = np.max(hi - lo, axis=1)
+    return out
+
+
+def smooth_offline(keypoints: np.ndarray, times: np.ndarray, params: OfflineParams
+                   ) -> np.ndarray:
+    """(T, K, 3) keypoints smoothed with zero lag; `times` (T,) seconds, strictly increasing."""
+    kp = np.asarray(keypoints, np.float64)
+    times = np.asarray(times, np.float64)
+    if kp.ndim != 3 or kp.shape[2] != 3 or times.shape != kp.shape[:1]:
+        raise ValueError(f"keypoints {kp.shape} and times {times.shape}: expected (T, K, 3) "
+                         "and (T,)")
+    if len(times) > 1 and not np.all(np.diff(times) > 0):
+        raise ValueError("times must increase strictly from frame to frame")
+    out = np.array(keypoints, np.float32, copy=True)
+    if len(kp) < 2:
+        return out
+    present = kp[..., 2] >= params.score_threshold
+    sizes = part_sizes(kp, params.score_threshold)
+    robust = present.astype(np.float64)
+    fitted = kp[..., :2]
+    for _ in range(params.iterations + 1):
+        fitted = _local_fit(kp[..., :2], robust, times, params)
+        residual = np.linalg.norm(kp[..., :2] - fitted, axis=-1) / (params.outlier * sizes)
+        robust = np.where(present & (residual < 1), (1 - np.minimum(residual, 1) ** 2) ** 2, 0.0)
+    out[..., :2] = np.where(present[..., None], fitted, kp[..., :2])
+    return out
+
+
+def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, params: OfflineParams
+               ) -> np.ndarray:
+    """(T, K, 2): each frame's value of the weighted polynomial fit around it."""
+    num = len(times)
+    step = float(np.median(np.diff(times)))
+    radius = max(1, math.ceil(3 * params.window / step))
+    order = params.degree + 1
+    moments = np.zeros((2 * order - 1, *weights.shape))  # sum of w u^m, u = dt / window
+    targets = np.zeros((order, *xy.shape))  # sum of w u^m y
+    frame = np.arange(num)
+    for offset in range(-radius, radius + 1):
+        source = frame + offset
+        inside = (source >= 0) & (source < num)
+        source = np.clip(source, 0, num - 1)
+        u = np.where(inside, (times[source] - times) / params.window, 0.0)
+        kernel = np.where(inside, np.exp(-0.5 * u * u), 0.0)
+        w = kernel[:, None] * weights[source]
+        power = np.ones_like(u)
+        for m in range(2 * order - 1):
+            moments[m] += w * power[:, None]
+            if m < order:
+                targets[m] += (w * power[:, None])[..., None] * xy[source]
+            power = power * u
+    return _solve_intercepts(moments, targets, xy)
+
+
+def _solve_intercepts(moments: np.ndarray, targets: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """The constant term of each frame's fit, dropping to a lower degree where it is singular."""
+    order = targets.shape[0]
+    out = np.array(xy, np.float64, copy=True)
+    solved = np.zeros(xy.shape[:2], bool)
+    for degree in range(order - 1, -1, -1):
+        n = degree + 1
+        matrix = np.stack([np.stack([moments[i + j] for j in range(n)], -1)
+                           for i in range(n)], -2)  # (T, K, n, n)
+        det = np.linalg.det(matrix)
+        ok = ~solved & (np.abs(det) > 1e-9 * np.maximum(moments[0], 1e-300) ** n) & (
+            moments[0] > 0)
+        if ok.any():
+            rhs = np.moveaxis(targets[:n], 0, -2)[ok]  # (M, n, 2)
+            out[ok] = np.linalg.solve(matrix[ok], rhs)[:, 0, :]
+            solved |= ok
+    return out
