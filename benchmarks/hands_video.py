@@ -123,6 +123,8 @@ class Tally:
             self.correct[thr] = self.correct.get(thr, 0) + c
             self.total[thr] = self.total.get(thr, 0) + t
         valid = (clip.gt[..., 2] > 0) & (pred[..., 2] > 0)
+        for cut in clip.info.get("cuts", []):  # a new still: no motion across the cut
+            valid[cut - 1] = False
         s, n = acceleration_sums(pred[..., :2], valid)
         self.accel += float(s[HAND_POINTS].sum())
         self.triples += int(n[HAND_POINTS].sum())
@@ -222,33 +224,47 @@ def group_table(results: dict[str, dict], key: str) -> str:
 
 
 def tune(root: Path, num: int, pair: RegionPredictor) -> list[dict]:
-    """Hand tracking and offline smoother settings on the tuning clips; one row each."""
+    """Hand tracking and offline smoother settings on the tuning clips; one row each.
+
+    Every hand-tracking variant raw, causal and with the default smoother; then, on the
+    default variant's raw points, a grid of offline smoother settings.
+    """
     sets = clip_folders(root, num, TUNE_SEED, PASTED_TUNE_SEED)
     clips = [read_clip(f) for folders in sets.values() for f in folders]
-    variants = {"body rule": None, "default": HandTrackingParams(),
-                "no crop smoothing": HandTrackingParams(hold=1.0, crop_cutoff=1000.0),
+    variants = {"body rule (no hand tracking)": None, "default": HandTrackingParams(),
+                "no crop smoothing": HandTrackingParams(hold=1.0, crop_cutoff=1e6,
+                                                        angle_cutoff=1e6),
+                "crop smoothing 2 Hz": HandTrackingParams(crop_cutoff=2.0, angle_cutoff=2.0),
                 "no lead": HandTrackingParams(lead=False),
-                "present 0.2/0.1": HandTrackingParams(present_score=0.2, absent_score=0.1),
-                "present 0.4/0.25": HandTrackingParams(present_score=0.4, absent_score=0.25),
-                "min_points 6": HandTrackingParams(min_points=6)}
-    rows = []
+                "presence 0.3 / 0.15": HandTrackingParams(present_score=0.3,
+                                                          absent_score=0.15),
+                "presence 0.5 / 0.35": HandTrackingParams(present_score=0.5,
+                                                          absent_score=0.35)}
+    rows: list[dict] = []
+
+    def measure(label: dict, preds: list[np.ndarray]) -> None:
+        tally = Tally()
+        for pred, clip in zip(preds, clips, strict=True):
+            tally.add(pred, clip)
+        r = tally.result()
+        rows.append({**label, "pck@0.1": round(r["pck@0.1"]["all"], 4),
+                     "hand_pck@0.05": round(r["hand_pck@0.05"], 4),
+                     "hand_jitter": round(r["hand_jitter"], 2)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    default_raws: list[np.ndarray] = []
     for name, params in variants.items():
         raws = [run_raw(pair, clip, params) for clip in clips]
-        smoothers = {"raw": None, "causal": "causal"}
-        smoothers.update({f"offline w{w} d{d} o{o}": OfflineParams(w, d, o) for w, d, o in
-                          itertools.product((0.04, 0.06, 0.08, 0.12), (1, 2), (0.2, 0.3, 0.5))})
-        for label, smoother in smoothers.items():
-            tally = Tally()
-            for raw, clip in zip(raws, clips, strict=True):
-                pred = (raw if smoother is None else causal(raw) if smoother == "causal"
-                        else offline(raw, smoother))
-                tally.add(pred, clip)
-            r = tally.result()
-            rows.append({"hand tracking": name, "smoothing": label,
-                         "pck@0.1": round(r["pck@0.1"]["all"], 4),
-                         "hand_pck@0.05": round(r["hand_pck@0.05"], 4),
-                         "hand_jitter": round(r["hand_jitter"], 2)})
-            print(json.dumps(rows[-1]), flush=True)
+        default_raws = raws if name == "default" else default_raws
+        measure({"hand tracking": name, "smoothing": "none"}, raws)
+        measure({"hand tracking": name, "smoothing": "causal"}, [causal(r) for r in raws])
+        measure({"hand tracking": name, "smoothing": "offline (default)"},
+                [offline(r) for r in raws])
+    for window, degree, outlier, weighted, gain in itertools.product(
+            (0.04, 0.08, 0.16, 0.25), (1, 2), (0.3, 0.5), (False, True), (0.0, 0.6, 2.0)):
+        params = OfflineParams(window, degree, outlier, 2, 0.1, weighted, gain)
+        measure({"hand tracking": "default", "smoothing": "offline",
+                 **dataclasses.asdict(params)}, [offline(r, params) for r in default_raws])
     return rows
 
 

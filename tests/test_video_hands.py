@@ -292,17 +292,39 @@ def test_offline_smoother_matches_a_weighted_polyfit_by_hand():
     rng = np.random.default_rng(3)
     kp = linear_track(times)
     kp[..., :2] += rng.normal(0, 3, kp[..., :2].shape)
-    params = OfflineParams(window=0.1, degree=2, iterations=0)
+    kp[..., 2] = rng.uniform(0.2, 1.0, kp.shape[:2])  # samples weighted by their scores
+    params = OfflineParams(window=0.1, degree=2, iterations=0, speed_gain=0.0)
     out = smooth_offline(kp, times, params)
     t, k = 12, 5
     radius = math.ceil(3 * 0.1 * 25)
     idx = np.arange(t - radius, t + radius + 1)
     u = (times[idx] - times[t]) / 0.1
-    w = np.exp(-0.5 * u * u)
+    w = np.exp(-0.5 * u * u) * kp[idx, k, 2]
     for axis in (0, 1):
         # np.polyfit weights multiply the residuals: sqrt of the least-squares weights.
         coeffs = np.polyfit(u, kp[idx, k, axis], 2, w=np.sqrt(w))
         assert out[t, k, axis] == pytest.approx(coeffs[-1], abs=1e-3)
+
+
+def test_the_window_narrows_with_speed_so_a_fast_circle_keeps_its_size():
+    """A hand circling at 1.5 turns/s (14 hand sizes/s): a fixed window shrinks the circle, the
+    speed-adaptive one (speed in hand sizes per second) far less; a still hand is unchanged."""
+    times = frame_times(50, 25.0)
+    kp = np.zeros((50, NUM_KEYPOINTS, 3))
+    kp[..., 2] = 0.9
+    hand = np.arange(LEFT.start, LEFT.stop)
+    phase = 2 * np.pi * 1.5 * times
+    kp[:, hand, 0] = 300 + 60 * np.cos(phase)[:, None] + np.arange(21) * 2.0  # 40 px wide
+    kp[:, hand, 1] = 200 + 60 * np.sin(phase)[:, None]
+    kp[:, :17, :2] = [[0, 0]] * 16 + [[500, 500]]  # a still body sets the signer size
+    radius = {}
+    for gain in (0.0, 0.6):
+        out = smooth_offline(kp, times, OfflineParams(speed_gain=gain))
+        centre = out[10:40, hand[0], :2] - [300, 200]
+        radius[gain] = float(np.linalg.norm(centre, axis=-1).mean())
+        np.testing.assert_allclose(out[:, :17], kp[:, :17], atol=1e-3)
+    assert 60 - radius[0.6] < 0.5 * (60 - radius[0.0])
+    assert radius[0.0] < 50  # the fixed window visibly shrank it
 
 
 def test_offline_smoother_removes_a_one_frame_spike_without_touching_the_rest():

@@ -91,10 +91,13 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Warp an (H, W, C) uint8 image into (size, size, C) with a 2x3 source->output matrix.
 
     Large reductions first shrink the image with area averaging (which a bilinear warp lacks)
-    and fold that resize into the matrix, so the mapping stays exact.
+    and fold that resize into the matrix, so the mapping stays exact. Only the part of the
+    image the output sees (plus the averaging's reach) is shrunk: a hand crop of a 4K frame
+    costs what the crop does, not what the frame does.
     """
     scale = np.sqrt(abs(np.linalg.det(matrix[:, :2])))
     if scale < _AREA_RESIZE_BELOW:
+        image, matrix = _cut_to_view(image, matrix, size, margin=2.0 / scale + 2.0)
         h, w = image.shape[:2]
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         rx, ry = new_w / w, new_h / h
@@ -104,6 +107,26 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         matrix = matrix @ _h(undo)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def _cut_to_view(image: np.ndarray, matrix: np.ndarray, size: int, margin: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The part of `image` the size x size output maps from (widened by `margin` pixels), and
+    the matrix from that part; the image itself when the view covers most of it."""
+    h, w = image.shape[:2]
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5],
+                        [size - 0.5, size - 0.5]])
+    inverse = np.linalg.inv(_h(matrix))[:2]
+    source = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(source.min(0) - margin).astype(int)
+    x1, y1 = np.ceil(source.max(0) + margin).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:  # the view lies outside the image: a 1-pixel cut keeps it black
+        x0, y0, x1, y1 = 0, 0, 1, 1
+    elif (x1 - x0) * (y1 - y0) > 0.8 * w * h:
+        return image, matrix
+    shift = np.array([[1.0, 0.0, float(x0)], [0.0, 1.0, float(y0)]])
+    return image[y0:y1, x0:x1], matrix @ _h(shift)
 
 
 # Rec. 601 luma and the YIQ basis used for hue rotation.

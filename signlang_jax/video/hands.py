@@ -50,15 +50,15 @@ OTHER = {"left_hand": "right_hand", "right_hand": "left_hand"}
 class HandTrackingParams:
     """Hand tracking settings (docs/VIDEO.md says how the defaults were measured)."""
 
-    present_score: float = 0.3  # mean hand-model score at which a hand becomes present
-    absent_score: float = 0.15  # a present hand whose mean score falls below this is lost
+    present_score: float = 0.4  # mean hand-model score at which a hand becomes present
+    absent_score: float = 0.25  # a present hand whose mean score falls below this is lost
     point_threshold: float = 0.2  # its points scoring at least this place the next crop
     min_points: int = 10  # fewer such points (of 21): the body rule places the next crop
     max_wrist_distance: float = 1.0  # shoulder widths: a crop farther from its body wrist is lost
     cross_distance: float = 0.25  # shoulder widths: body wrists closer than this are crossing
-    crop_cutoff: float = 2.0  # Hz: One Euro min cutoff of each crop's centre and side
+    crop_cutoff: float = 4.0  # Hz: One Euro min cutoff of each crop's centre and side
     crop_beta: float = 1.0  # its speed gain, per (crop side / s)
-    angle_cutoff: float = 2.0  # Hz: low-pass of the crop's angle
+    angle_cutoff: float = 4.0  # Hz: low-pass of the crop's angle
     hold: float = 0.9  # a crop holds still while its new target lies inside it (1 = follow)
     lead: bool = True  # extend the crop by the hand's last displacement (fast hands)
 

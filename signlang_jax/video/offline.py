@@ -33,11 +33,15 @@ from signlang_jax.keypoints import GROUPS
 class OfflineParams:
     """Offline smoother settings (docs/VIDEO.md says how the defaults were measured)."""
 
-    window: float = 0.06  # s: Gaussian sigma of the fitting window (3 sigma each side is used)
+    window: float = 0.16  # s: Gaussian sigma of the fitting window (3 sigma each side is used)
     degree: int = 1  # 1: local line (exact at constant velocity); 2: also at constant acceleration
-    outlier: float = 0.3  # part sizes: a residual this large gets no weight in the refit
+    outlier: float = 0.5  # part sizes: a residual this large gets no weight in the refit
     iterations: int = 2  # robust refits (0: plain weighted least squares)
     score_threshold: float = 0.1  # a point scoring below this is missing: unchanged, no weight
+    score_weighted: bool = True  # weight each sample by its score as well
+    # The window narrows to window / (1 + speed_gain x speed), speed in part sizes per second
+    # (hand sizes for hand points) from a first fit: 0 keeps it fixed.
+    speed_gain: float = 0.6
 
     def __post_init__(self) -> None:
         if not self.window > 0:
@@ -46,6 +50,8 @@ class OfflineParams:
             raise ValueError(f"offline smoothing degree={self.degree}; expected 0, 1 or 2")
         if not self.outlier > 0:
             raise ValueError(f"offline smoothing outlier={self.outlier}; expected > 0")
+        if not self.speed_gain >= 0:
+            raise ValueError(f"offline smoothing speed_gain={self.speed_gain}; expected >= 0")
         if not 0 <= self.iterations <= 5:
             raise ValueError(f"offline smoothing iterations={self.iterations}; expected 0..5")
 
@@ -106,46 +112,57 @@ def smooth_offline(keypoints: np.ndarray, times: np.ndarray, params: OfflinePara
         return out
     present = kp[..., 2] >= params.score_threshold
     sizes = part_sizes(kp, params.score_threshold)
-    robust = present.astype(np.float64)
+    weights = present * (kp[..., 2] if params.score_weighted else 1.0)
+    sigma = np.full(present.shape, params.window)
+    if params.speed_gain > 0:
+        # The window narrows with speed (in part sizes per second): a fast stroke keeps its
+        # shape, a still hand is smoothed over the whole window.
+        _, velocity = _local_fit(kp[..., :2], weights, times, sigma, 1)
+        speed = np.linalg.norm(velocity, axis=-1) / sizes
+        sigma = params.window / (1.0 + params.speed_gain * speed)
+    robust = np.ones(present.shape)
     fitted = kp[..., :2]
     for _ in range(params.iterations + 1):
-        fitted = _local_fit(kp[..., :2], robust, times, params)
+        fitted, _ = _local_fit(kp[..., :2], weights * robust, times, sigma, params.degree)
         residual = np.linalg.norm(kp[..., :2] - fitted, axis=-1) / (params.outlier * sizes)
-        robust = np.where(present & (residual < 1), (1 - np.minimum(residual, 1) ** 2) ** 2, 0.0)
+        robust = (1 - np.minimum(residual, 1) ** 2) ** 2
     out[..., :2] = np.where(present[..., None], fitted, kp[..., :2])
     return out
 
 
-def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, params: OfflineParams
-               ) -> np.ndarray:
-    """(T, K, 2): each frame's value of the weighted polynomial fit around it."""
+def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, sigma: np.ndarray,
+               degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's value (T, K, 2) and velocity (px/s) of the weighted polynomial fit around
+    it, in a Gaussian time window of `sigma` (T, K) seconds."""
     num = len(times)
     step = float(np.median(np.diff(times)))
-    radius = max(1, math.ceil(3 * params.window / step))
-    order = params.degree + 1
-    moments = np.zeros((2 * order - 1, *weights.shape))  # sum of w u^m, u = dt / window
+    radius = max(1, math.ceil(3 * float(sigma.max()) / step))
+    order = degree + 1
+    moments = np.zeros((2 * order - 1, *weights.shape))  # sum of w u^m, u = dt / sigma
     targets = np.zeros((order, *xy.shape))  # sum of w u^m y
     frame = np.arange(num)
     for offset in range(-radius, radius + 1):
         source = frame + offset
         inside = (source >= 0) & (source < num)
         source = np.clip(source, 0, num - 1)
-        u = np.where(inside, (times[source] - times) / params.window, 0.0)
-        kernel = np.where(inside, np.exp(-0.5 * u * u), 0.0)
-        w = kernel[:, None] * weights[source]
+        u = np.where(inside, times[source] - times, 0.0)[:, None] / sigma  # (T, K)
+        w = np.where(inside[:, None], np.exp(-0.5 * u * u), 0.0) * weights[source]
         power = np.ones_like(u)
         for m in range(2 * order - 1):
-            moments[m] += w * power[:, None]
+            moments[m] += w * power
             if m < order:
-                targets[m] += (w * power[:, None])[..., None] * xy[source]
+                targets[m] += (w * power)[..., None] * xy[source]
             power = power * u
-    return _solve_intercepts(moments, targets, xy)
+    coefficients = _solve(moments, targets, xy)
+    velocity = coefficients[1] / sigma[..., None] if order > 1 else np.zeros_like(xy)
+    return coefficients[0], velocity
 
 
-def _solve_intercepts(moments: np.ndarray, targets: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """The constant term of each frame's fit, dropping to a lower degree where it is singular."""
+def _solve(moments: np.ndarray, targets: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(order, T, K, 2) coefficients of each frame's fit, at a lower degree where singular."""
     order = targets.shape[0]
-    out = np.array(xy, np.float64, copy=True)
+    out = np.zeros((order, *xy.shape))
+    out[0] = xy
     solved = np.zeros(xy.shape[:2], bool)
     for degree in range(order - 1, -1, -1):
         n = degree + 1
@@ -156,6 +173,8 @@ def _solve_intercepts(moments: np.ndarray, targets: np.ndarray, xy: np.ndarray) 
             moments[0] > 0)
         if ok.any():
             rhs = np.moveaxis(targets[:n], 0, -2)[ok]  # (M, n, 2)
-            out[ok] = np.linalg.solve(matrix[ok], rhs)[:, 0, :]
+            solution = np.linalg.solve(matrix[ok], rhs)  # (M, n, 2)
+            for i in range(n):
+                out[i][ok] = solution[:, i, :]
             solved |= ok
     return out

@@ -138,26 +138,14 @@ class SequenceProcessor:
         stage = self.model.hand_stage
         assert stage is not None
         if not self.hand_tracking:
-            self.hands.reset()
+            self.hands.reset()  # every crop by the body rule, as on a still image
         placements = {p.hand: p for p in self.hands.place(body)}
         results = dict(self._points(frame, list(placements.values())))
         out = body
         for hand in HANDS:
             points = results.get(hand)
-            if points is not None and not self.hands.observe(hand, points, body):
-                # Its crop followed the other hand: crop it where the body model says instead.
-                retry = self.hands.body_placement(hand, body)
-                points = None
-                if retry is not None:
-                    placements[hand] = retry
-                    points = dict(self._points(frame, [retry])).get(hand)
-                    if points is not None and not self.hands.observe(hand, points, body):
-                        points = None  # still the other hand's: keep the body model's points
-                if points is None:
-                    self.hands.observe(hand, None, body)
-                    placements.pop(hand, None)
-            elif points is None:
-                self.hands.observe(hand, None, body)
+            if self.hand_tracking:
+                points = self._own_hand(frame, hand, points, body, placements)
             if points is not None:
                 out = merge_hand(out, hand, points, stage.min_score)
         for h, hand in enumerate(HANDS):
@@ -166,6 +154,26 @@ class SequenceProcessor:
                 regions_out[h] = (r.cx, r.cy, r.side, r.angle)
                 tracked_out[h] = placements[hand].tracked
         return out
+
+    def _own_hand(self, frame: np.ndarray, hand: str, points: np.ndarray | None,
+                  body: np.ndarray, placements: dict[str, HandPlacement]) -> np.ndarray | None:
+        """`hand`'s points once the hand tracker has seen them; re-run on the body rule's crop
+        when they belong to the other hand, None (keep the body model's) if still so."""
+        if points is None or self.hands.observe(hand, points, body):
+            if points is None:
+                self.hands.observe(hand, None, body)
+            return points
+        retry = self.hands.body_placement(hand, body)
+        points = None
+        if retry is not None:
+            placements[hand] = retry
+            points = dict(self._points(frame, [retry])).get(hand)
+            if points is not None and not self.hands.observe(hand, points, body):
+                points = None  # still the other hand's: keep the body model's points
+        if points is None:
+            self.hands.observe(hand, None, body)
+            placements.pop(hand, None)
+        return points
 
     def _points(self, frame: np.ndarray, placements: list[HandPlacement]
                 ) -> list[tuple[str, np.ndarray]]:
