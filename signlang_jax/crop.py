@@ -91,6 +91,12 @@ def crop_matrix(region: Region, size: int, mirror: bool = False) -> np.ndarray:
     return m
 
 
+def region_corners(region: Region) -> np.ndarray:
+    """(4, 2) frame-pixel corners of a region's crop (its outline, rotation included)."""
+    edge = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+    return apply_affine(edge, invert_affine(crop_matrix(region, 1)))
+
+
 def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """(N, 2) points mapped through a 2x3 affine."""
     return np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]

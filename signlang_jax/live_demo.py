@@ -163,7 +163,8 @@ class LiveView:
         caption = (f"{self.fps:.1f} FPS  smoothing {'on' if self.smoothing else 'off'}"
                    f"  (t: tracking, s: smoothing)")
         return cv2.cvtColor(annotate(rgb, result.keypoints[0], result.regions[0],
-                                     bool(result.tracked[0]), self.conf_threshold, caption),
+                                     bool(result.tracked[0]), self.conf_threshold, caption,
+                                     result.hand_regions[0], result.hand_tracked[0]),
                             cv2.COLOR_RGB2BGR)
 
     def _new_processor(self, width: int, height: int) -> object:

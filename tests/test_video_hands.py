@@ -384,3 +384,25 @@ def test_hand_tracking_rejects_bad_settings():
                       ({"crop_cutoff": 0}, "crop_cutoff")):
         with pytest.raises(ValueError, match=name):
             HandTrackingParams(**bad)
+
+
+def test_region_corners_are_the_crop_outline_and_the_overlay_draws_hand_crops():
+    from signlang_jax.crop import Region, apply_affine, crop_matrix, invert_affine, region_corners
+    from signlang_jax.video.overlay import annotate
+
+    region = Region(100.0, 80.0, 40.0, 30.0)
+    edge = np.array([[-0.5, -0.5], [39.5, -0.5], [39.5, 39.5], [-0.5, 39.5]])
+    want = apply_affine(edge, invert_affine(crop_matrix(region, 40)))
+    np.testing.assert_allclose(region_corners(region), want, atol=1e-9)
+    frame = np.zeros((200, 300, 3), np.uint8)
+    none = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    hands = np.array([[100, 80, 40, 30], [np.nan] * 4], np.float32)
+    out = annotate(frame, none, np.array([150, 100, 20]), True, 0.3,
+                   hand_regions=hands, hand_tracked=np.array([True, False]))
+    x, y = np.round((want[0] + want[1]) / 2).astype(int)  # the middle of one side
+    patch = out[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).max(0)
+    assert patch[1] > 150 and patch[0] == 0  # followed from the hand's points: green
+    out = annotate(frame, none, np.array([150, 100, 20]), True, 0.3,
+                   hand_regions=hands, hand_tracked=np.array([False, False]))
+    patch = out[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).max(0)
+    assert patch[0] > 150 and patch[1] < 100  # placed by the body model: red

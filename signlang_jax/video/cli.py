@@ -258,13 +258,15 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
         else:
             write_pose(path, sequence, min_score=job.min_score)
     if job.overlay:
-        _write_overlay(item, info, sequence, job)
+        _write_overlay(item, info, sequence, job, np.concatenate([r.hand_regions for r in results]),
+                       np.concatenate([r.hand_tracked for r in results]))
     return sequence, len(sequence.keypoints) / (time.perf_counter() - start)
 
 
 def _write_overlay(item: VideoInput, info: VideoInfo, sequence: KeypointSequence,
-                   job: JobSettings) -> None:
-    """NAME.overlay.mp4: the frames decoded again, annotated with the final keypoints."""
+                   job: JobSettings, hand_regions: np.ndarray, hand_tracked: np.ndarray) -> None:
+    """NAME.overlay.mp4: the frames decoded again, annotated with the final keypoints, the
+    body model's region and the hand crops."""
     overlay = OverlayWriter(job.out / f"{item.name}.overlay.mp4", info.fps, info.width,
                             info.height)
     try:
@@ -272,7 +274,8 @@ def _write_overlay(item: VideoInput, info: VideoInfo, sequence: KeypointSequence
             if n >= len(sequence.keypoints):
                 break
             overlay.write(annotate(frame, sequence.keypoints[n], sequence.region[n],
-                                   bool(sequence.tracked[n]), job.min_score))
+                                   bool(sequence.tracked[n]), job.min_score,
+                                   hand_regions=hand_regions[n], hand_tracked=hand_tracked[n]))
     except BaseException:
         overlay.close(keep=False)
         raise

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from signlang_jax.crop import Region, region_corners
 from signlang_jax.draw import draw_skeleton
 from signlang_jax.files import commit, temporary_sibling
 
@@ -15,14 +16,23 @@ _DETECTED = (230, 60, 30)  # the frame ran on the whole frame (first frame or re
 
 
 def annotate(frame: np.ndarray, keypoints: np.ndarray, region: np.ndarray, tracked: bool,
-             threshold: float, text: str = "") -> np.ndarray:
-    """RGB frame with the skeleton, the model's square region and an optional caption."""
+             threshold: float, text: str = "", hand_regions: np.ndarray | None = None,
+             hand_tracked: np.ndarray | None = None) -> np.ndarray:
+    """RGB frame with the skeleton, the model's square region, the hand crops (green: followed
+    from the hand's own points, red: placed by the body model) and an optional caption."""
     out = draw_skeleton(frame, keypoints, threshold, draw_hidden=False)
     cx, cy, side = (float(v) for v in region)
     colour = _TRACKED if tracked else _DETECTED
     half = side / 2
+    thickness = max(1, round(max(frame.shape[:2]) / 400))
     cv2.rectangle(out, (round(cx - half), round(cy - half)), (round(cx + half), round(cy + half)),
-                  colour, max(1, round(max(frame.shape[:2]) / 400)), cv2.LINE_AA)
+                  colour, thickness, cv2.LINE_AA)
+    for h, square in enumerate(() if hand_regions is None else hand_regions):
+        if np.isfinite(square).all():
+            followed = hand_tracked is not None and bool(hand_tracked[h])
+            corners = region_corners(Region(*(float(v) for v in square)))
+            cv2.polylines(out, [np.round(corners).astype(np.int32)], True,
+                          _TRACKED if followed else _DETECTED, thickness, cv2.LINE_AA)
     caption = ("tracked" if tracked else "full frame") + (f"  {text}" if text else "")
     cv2.putText(out, caption, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
     return out
