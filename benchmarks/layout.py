@@ -26,7 +26,8 @@ PACKAGES = ("signlang_jax", "interop")
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("vocabulary", ("signlang_jax.keypoints", "signlang_jax.keypoint_maps", "signlang_jax.codec",
                     "signlang_jax.crop", "signlang_jax.draw", "signlang_jax.errors",
-                    "signlang_jax.files", "signlang_jax.parallel", "signlang_jax")),
+                    "signlang_jax.files", "signlang_jax.parallel", "signlang_jax.dark",
+                    "signlang_jax")),
     ("models, generator", ("signlang_jax.models", "signlang_jax.synth", "interop.torch_model",
                            "interop.convert")),
     ("data", ("signlang_jax.data",)),

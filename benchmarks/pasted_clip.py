@@ -8,8 +8,9 @@ never saw: `stills` still images (`signlang_jax.synth.stills`, a seed never used
 or tuning) of `height_fraction` of the frame height, each shown for `frames_each` frames while it
 glides across part of a textured 1280 x 720 background on an eased path with a gentle bob
 (sub-pixel motion: the truth moves smoothly within each still's stretch; `clip.json` lists the
-frames where a new still begins, which jitter measures leave out). Written in the layout of a synthetic clip (images/, labels/,
-video.mp4, clip.json), so every benchmark reader and MediaPipe's peer script take it as one.
+frames where a new still begins, which jitter measures leave out). Written in the layout of a
+synthetic clip (images/, labels/, video.mp4, clip.json), so every benchmark reader and
+MediaPipe's peer script take it as one.
 """
 
 from __future__ import annotations

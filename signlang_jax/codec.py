@@ -23,6 +23,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from signlang_jax.dark import dark_kernel_size
+
 
 def render_heatmaps(keypoints: jax.Array, image_size: int, heatmap_size: int,
                     sigma: float) -> jax.Array:
@@ -76,11 +78,6 @@ def decode_heatmaps(heatmaps: jax.Array, image_size: int) -> jax.Array:
     xs = (x.astype(jnp.float32) + 0.25 * dx) * ratio
     ys = (y.astype(jnp.float32) + 0.25 * dy) * ratio
     return jnp.stack([xs, ys, score], axis=-1)
-
-
-def dark_kernel_size(sigma: float) -> int:
-    """Blur kernel size DARK uses for targets of `sigma` (MMPose's rule: 11 for sigma 2)."""
-    return max(3, int((sigma * 20 - 7) // 3) | 1)
 
 
 def _gaussian_blur(heatmaps: jax.Array, kernel_size: int) -> jax.Array:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from signlang_jax.crop import HandCropRule, Region, full_frame_region
+from signlang_jax.dark import DECODERS, dark_refine
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE, HandStage
 from signlang_jax.inference.region import RegionPredictor
 
@@ -34,8 +35,12 @@ class OnnxModelError(ValueError):
 class OnnxModel:
     """One exported graph: uint8 NHWC batches in, (N, K, 3) keypoints in input pixels out."""
 
-    def __init__(self, path: str | Path, threads: int = 0, task: str | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, task: str | None = None,
+                 decoder: str = "argmax") -> None:
         import onnxruntime as ort
+
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder {decoder!r}; expected one of {DECODERS}")
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -72,15 +77,26 @@ class OnnxModel:
                                  f"{self.input_size}) as metadata input_size says; export it "
                                  "with python -m interop.to_onnx")
         self._keypoints_index = outputs.index("keypoints")
+        self.decoder = decoder
+        if decoder == "dark" and ("heatmaps" not in outputs or "sigma" not in self.metadata):
+            raise OnnxModelError(f"{self.path}: DARK decoding needs the 'heatmaps' output and "
+                                 "the 'sigma' metadata; re-export it with python -m "
+                                 "interop.to_onnx ... --with-keypoints")
+        self._heatmaps_index = outputs.index("heatmaps") if "heatmaps" in outputs else None
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, K, 3) keypoints in input pixels for uint8 (N, S, S, 3) RGB images."""
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
         try:
-            return self._session.run(None, {"images": x})[self._keypoints_index]
+            outputs = self._session.run(None, {"images": x})
         except Exception as e:  # onnxruntime's own error types
             raise OnnxModelError(f"{self.path}: onnxruntime failed on a batch of shape "
                                  f"{x.shape}: {e}") from None
+        keypoints = outputs[self._keypoints_index]
+        if self.decoder == "dark":
+            keypoints = dark_refine(outputs[self._heatmaps_index], keypoints, self.input_size,
+                                    float(self.metadata["sigma"]))
+        return keypoints
 
 
 def _whole_frames(images: list[np.ndarray]) -> list[Region]:
@@ -97,9 +113,10 @@ def _input_fits(inputs: list, size: int) -> bool:
 
 
 def hand_stage_from_onnx(path: str | Path, min_score: float = DEFAULT_MIN_SCORE,
-                         batch_size: int = 16, threads: int = 0) -> HandStage:
+                         batch_size: int = 16, threads: int = 0, decoder: str = "argmax"
+                         ) -> HandStage:
     """The `HandStage` of an exported hand model, with the crop rule of its metadata."""
-    model = OnnxModel(path, threads, task="hand")
+    model = OnnxModel(path, threads, task="hand", decoder=decoder)
     try:
         saved = json.loads(model.metadata["hand_crop_rule"])
         rule = HandCropRule(**{f.name: saved[f.name] for f in dataclasses.fields(HandCropRule)})
@@ -137,10 +154,11 @@ class OnnxPredictor:
 
 
 def load_onnx(body: str | Path, hand: str | Path | None, hand_min_score: float,
-              batch_size: int, threads: int = 0) -> RegionPredictor:
+              batch_size: int, threads: int = 0, hand_decoder: str = "argmax"
+              ) -> RegionPredictor:
     """A `RegionPredictor` on exported ONNX files (onnxruntime only)."""
     model = OnnxModel(body, threads, task="wholebody")
     stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score,
-                                                          threads=threads)
+                                                          threads=threads, decoder=hand_decoder)
     described = f"onnx {model.path}" + ("" if hand is None else f" + hand {hand}")
     return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described)

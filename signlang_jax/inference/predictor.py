@@ -25,14 +25,13 @@ from flax import nnx
 
 from signlang_jax.codec import dark_refine, decode_heatmaps, flip_back
 from signlang_jax.crop import to_original
+from signlang_jax.dark import DECODERS
 from signlang_jax.data.augment import AugmentParams, augment_sample
 from signlang_jax.errors import ConfigError
 from signlang_jax.inference.cli_args import INFERENCE_DTYPES
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE, HandStage
 from signlang_jax.inference.restore import LoadedCheckpoint, load_checkpoint, split_spec
 from signlang_jax.models.layers import xla_compiler_options
-
-DECODERS = ("argmax", "dark")
 
 
 def load_hand_stage(checkpoint: str | Path, step: str | int | None = None,

@@ -52,7 +52,8 @@ class RegionPredictor:
 
 
 def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str | None,
-             hand_min_score: float, batch_size: int) -> RegionPredictor:
+             hand_min_score: float, batch_size: int, hand_decoder: str = "argmax"
+             ) -> RegionPredictor:
     """A `RegionPredictor` on training checkpoints (imports JAX)."""
     from signlang_jax.inference.predictor import Predictor, load_for_inference, load_hand_stage
     from signlang_jax.training.compile_cache import enable_compilation_cache
@@ -60,7 +61,7 @@ def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str
     enable_compilation_cache()
     loaded = load_for_inference(checkpoint, step, dtype, task="wholebody")
     stage = None if hand_checkpoint is None else load_hand_stage(
-        hand_checkpoint, None, dtype, hand_min_score)
+        hand_checkpoint, None, dtype, hand_min_score, hand_decoder)
     predictor = Predictor(loaded.model, loaded.config, hand_stage=None)
     described = f"jax {loaded.directory} step {loaded.step}" + (
         "" if hand_checkpoint is None else f" + hand {hand_checkpoint}")

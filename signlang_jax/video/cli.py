@@ -38,7 +38,7 @@ from signlang_jax.data.videos import (
 from signlang_jax.errors import TrainingError
 from signlang_jax.inference.cli_args import add_dtype_argument
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
-from signlang_jax.inference.onnx_runtime import load_onnx
+from signlang_jax.inference.onnx_runtime import DECODERS, load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
@@ -81,6 +81,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
                        help="a hand-model point replaces the body model's from this score "
                        "(default %(default)s)")
+    model.add_argument("--hand-decoder", choices=DECODERS, default="dark",
+                       help="how hand heatmaps become points: DARK's sub-pixel refinement "
+                       "or argmax + quarter-pixel shift (default %(default)s; docs/HANDS.md)")
     model.add_argument("--threads", type=int, default=0,
                        help="with --onnx: onnxruntime intra-op threads (default %(default)s: "
                        "onnxruntime's own choice)")
@@ -286,9 +289,9 @@ def load_model(args: argparse.Namespace) -> RegionPredictor:
     """The model the arguments name (JAX is imported only for --checkpoint)."""
     if args.onnx:
         return load_onnx(args.onnx, args.hand_onnx, args.hand_min_score, args.batch_size,
-                         args.threads)
+                         args.threads, args.hand_decoder)
     return load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
-                    args.hand_min_score, args.batch_size)
+                    args.hand_min_score, args.batch_size, args.hand_decoder)
 
 
 def main(argv: list[str] | None = None) -> int:

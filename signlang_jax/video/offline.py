@@ -146,7 +146,10 @@ def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, sigma: np
         inside = (source >= 0) & (source < num)
         source = np.clip(source, 0, num - 1)
         u = np.where(inside, times[source] - times, 0.0)[:, None] / sigma  # (T, K)
-        w = np.where(inside[:, None], np.exp(-0.5 * u * u), 0.0) * weights[source]
+        # Beyond 6 sigma a weight is below 1e-8: zero it, and keep u^m finite.
+        near = inside[:, None] & (np.abs(u) <= 6.0)
+        u = np.where(near, u, 0.0)
+        w = np.where(near, np.exp(-0.5 * u * u), 0.0) * weights[source]
         power = np.ones_like(u)
         for m in range(2 * order - 1):
             moments[m] += w * power
