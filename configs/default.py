@@ -103,6 +103,12 @@ def get_config() -> ml_collections.ConfigDict:
     optim.step_boundaries = (0.7, 0.9)  # step schedule: fractions of training where lr drops
     optim.step_factor = 0.1  # step schedule: lr multiplier at each boundary
     optim.grad_clip = 1.0  # global-norm clipping (0 = off)
+    # Exponential moving average of the weights (and BatchNorm statistics), updated every step
+    # with decay min(ema_decay, (1 + step) / (10 + step)); validation, the best checkpoint,
+    # evaluation and export then use the average. Changes the checkpoint's layout: a run cannot
+    # switch it on or off when resumed.
+    optim.ema = False
+    optim.ema_decay = 0.998
     optim.accumulate_steps = 1  # gradient accumulation (optax.MultiSteps) for small GPUs
     # A step whose loss or gradients are not finite is skipped (state unchanged); this many
     # skipped steps in a row stop training.

@@ -377,3 +377,48 @@ def test_checkpoints_record_val_metrics_for_best(tiny_run, train_config):
     assert not manager.metrics(2)  # no validation at step 2
     assert checkpoints.best_step(manager, metric) == 4
     manager.close()
+
+
+def test_weight_average_by_hand_then_evaluation_and_inference_use_it(train_config, tmp_path):
+    """optim.ema: average <- d average + (1 - d) model, d = min(decay, (1 + s) / (10 + s)); the
+    checkpoint's average is what validation saw and what inference restores."""
+    from signlang_jax.inference.restore import load_checkpoint
+    from signlang_jax.training.train import train_and_evaluate
+
+    train_config.optim.ema = True
+    train_config.optim.ema_decay = 0.5
+    graphdef, state, schedule = train_lib.create_state(train_config, 10)
+    trainer = train_lib.make_trainer(train_config, graphdef, state, schedule)
+    batch = train_lib.device_batch(next(iter(make_dataset(train_config, "train",
+                                                          num_workers=0))),
+                                   trainer.batch_sharding)
+
+    def kernels(state):
+        model, _, average = nnx.merge(graphdef, state)
+        return (np.asarray(model.head.final_layer.kernel[...]),
+                np.asarray(average.head.final_layer.kernel[...]))
+
+    model0, average0 = kernels(state)
+    np.testing.assert_array_equal(model0, average0)  # the average starts at the weights
+    state, _ = trainer.train_step(state, batch)  # step 0: d = min(0.5, 1 / 10) = 0.1
+    model1, average1 = kernels(state)
+    np.testing.assert_allclose(average1, 0.1 * average0 + 0.9 * model1, rtol=1e-5, atol=1e-7)
+    state, _ = trainer.train_step(state, batch)  # step 1: d = min(0.5, 2 / 11)
+    model2, average2 = kernels(state)
+    d = 2 / 11
+    np.testing.assert_allclose(average2, d * average1 + (1 - d) * model2, rtol=1e-5, atol=1e-7)
+
+    train_config.train.num_steps = 3
+    workdir = tmp_path / "ema_run"
+    train_and_evaluate(train_config, workdir)
+    from tests.conftest import checkpoint_arrays
+
+    saved = checkpoint_arrays(workdir, train_config)
+    loaded = load_checkpoint(workdir)
+    final = [v for k, v in saved.items() if "[2]" in k and "final_layer" in k and "kernel" in k]
+    raw = [v for k, v in saved.items() if "[0]" in k and "final_layer" in k and "kernel" in k]
+    assert len(final) == 1 and not np.array_equal(final[0], raw[0])
+    np.testing.assert_array_equal(np.asarray(loaded.model.head.final_layer.kernel[...]), final[0])
+    # Switching the average off (or on) on resume changes the checkpoint's layout: refused.
+    other = _run_main(workdir, Path(train_config.data.root), "--config.train.num_steps=4")
+    assert other.returncode == 1 and "optim.ema" in other.stderr, other.stderr

@@ -92,7 +92,8 @@ def load_checkpoint(spec: str | Path, step: str | int | None = None,
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # inference: one device
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                                 abstract)
-        restored = ckpt.restore_model_variables(manager, chosen, abstract)
+        restored = ckpt.restore_model_variables(manager, chosen, abstract,
+                                                averaged=bool(config.optim.ema))
     finally:
         manager.close()
     model = nnx.merge(graphdef, restored)

@@ -267,15 +267,17 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: object
 
 
 def restore_model_variables(manager: ocp.CheckpointManager, step: int,
-                            abstract_model_state: object) -> object:
+                            abstract_model_state: object, averaged: bool = False) -> object:
     """Only the model's variables of step `step` (not the optimizer's moments): for inference.
 
-    The training state is the pair (model, optimizer); a partial restore reads entry 0.
+    The training state is (model, optimizer), or (model, optimizer, average) with `optim.ema`;
+    a partial restore reads entry 0, or 2 for the weights' moving average (`averaged`).
     """
     from flax import nnx
 
     step_dir = Path(manager.directory) / str(step)
-    target = nnx.State({0: abstract_model_state})
+    entry = 2 if averaged else 0
+    target = nnx.State({entry: abstract_model_state})
     differences = structure_differences(step_dir / "state", target, partial=True)
     if differences:
         raise CheckpointMismatchError(f"checkpoint {step_dir} holds another architecture than "
@@ -283,7 +285,7 @@ def restore_model_variables(manager: ocp.CheckpointManager, step: int,
     restored = _read(manager, step, ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=target, partial_restore=True,
         restore_args=ocp.checkpoint_utils.construct_restore_args(target))))
-    return restored["state"][0]
+    return restored["state"][entry]
 
 
 def structure_differences(state_dir: Path, abstract_state: object, partial: bool = False

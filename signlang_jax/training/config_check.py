@@ -224,6 +224,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "optim.grad_clip": NON_NEGATIVE,
     "optim.accumulate_steps": POSITIVE_INT,
     "optim.max_skipped_steps": NON_NEGATIVE_INT,
+    "optim.ema": _boolean,
+    "optim.ema_decay": FRACTION_BELOW_1,
     "train.batch_size": POSITIVE_INT,
     "train.epochs": NON_NEGATIVE_INT,  # >= 1 unless num_steps > 0: see _cross_checks
     "train.num_steps": NON_NEGATIVE_INT,

@@ -9,10 +9,10 @@ Data parallelism: a 1D mesh over every device ('data'); the batch is sharded ove
 replicated, so the same code runs on one CPU, 8 GPUs or many hosts (each process feeds its shard,
 see `make_dataset`). BatchNorm under jit with a sharded batch uses global-batch statistics.
 
-Elsewhere in `signlang_jax.training`: checkpoints (naming, saving, restoring with recovery) in
-`checkpoints`, validation in `validation`, the optimizer in `optimizer`, config checks in
-`config_check`, the workdir's config history in `config_history`, multi-process helpers in
-`distributed`.
+Elsewhere in `signlang_jax.training`: the state and the step functions in `steps`,
+checkpoints (naming, saving, restoring with recovery) in `checkpoints`, validation in
+`validation`, the optimizer in `optimizer`, config checks in `config_check`, the workdir's config
+history in `config_history`, multi-process helpers in `distributed`.
 """
 
 from __future__ import annotations
@@ -25,18 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
 from signlang_jax.data.iterator import BatchIterator, make_iterator
 from signlang_jax.data.sources import records_for
 from signlang_jax.errors import TrainingError
-from signlang_jax.models import create_model
 from signlang_jax.models.layers import xla_compiler_options
 from signlang_jax.training import checkpoints as ckpt
 from signlang_jax.training.checkpoint_specs import locate
@@ -50,13 +47,13 @@ from signlang_jax.training.config_history import (
 from signlang_jax.training.damaged import read_damaged
 from signlang_jax.training.distributed import check_replicas_agree, sync_processes
 from signlang_jax.training.metric_log import MetricLogger
-from signlang_jax.training.optimizer import make_optimizer
+from signlang_jax.training.steps import create_state, eval_step, is_finite, train_step
 from signlang_jax.training.validation import check_metric_source, validate
 
 __all__ = ["Trainer", "TrainingError", "create_state", "device_batch", "make_trainer",
            "train_and_evaluate", "train_step"]
 
-# ----------------------------------------------------------------------------- state and steps
+# ----------------------------------------------------------------------------- jitted steps on a mesh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,73 +65,6 @@ class Trainer:
     train_step: Callable
     eval_step: Callable
     state_is_finite: Callable
-
-
-def create_state(config: ml_collections.ConfigDict, total_steps: int
-                 ) -> tuple[nnx.GraphDef, nnx.State, optax.Schedule]:
-    """Fresh model + optimizer, split into (graphdef, state), and the lr schedule."""
-    # rbg keys: the default threefry sampler compiles once per parameter shape (~15 s at init).
-    model = create_model(config.model, nnx.Rngs(jax.random.key(config.seed, impl="rbg")))
-    tx, schedule = make_optimizer(config.optim, total_steps)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    graphdef, state = nnx.split((model, optimizer))
-    return graphdef, state, schedule
-
-
-def _images(batch: dict) -> jax.Array:
-    # uint8 crosses to the device; the model normalises [0, 1] input itself.
-    return batch["image"].astype(jnp.float32) / 255.0
-
-
-def train_step(graphdef: nnx.GraphDef, schedule: optax.Schedule, config: ml_collections.ConfigDict,
-               state: nnx.State, batch: dict) -> tuple[nnx.State, dict]:
-    """One optimizer step: render targets, forward, weighted MSE, backward, update.
-
-    A step whose loss or gradients are not finite is skipped: the whole state (parameters,
-    optimizer moments, BatchNorm statistics) stays as it was and metrics["skipped"] is 1. The
-    guard covers more than `optax.apply_if_finite`, which would still let the forward pass
-    write NaN BatchNorm statistics; global-norm clipping would turn an inf gradient into NaN.
-    """
-    before = jax.tree.map(lambda x: x, state)  # new leaves' containers: merge may mutate state
-    model, optimizer = nnx.merge(graphdef, state)
-    model.train()
-    keypoints = batch["keypoints"]
-    targets = render_heatmaps(keypoints, config.data.image_size, config.model.heatmap_size,
-                              config.model.sigma)
-
-    def loss_fn(model: nnx.Module) -> jax.Array:
-        return heatmap_loss(model(_images(batch)), targets, keypoints[..., 2])
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    grad_norm = optax.tree.norm(grads)
-    step = optimizer.step[...]
-    optimizer.update(model, grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    after = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                         nnx.state((model, optimizer)), before)
-    metrics = {"loss": loss, "grad_norm": grad_norm, "skipped": (~finite).astype(jnp.int32),
-               "lr": schedule(step // config.optim.accumulate_steps)}
-    return after, metrics
-
-
-def eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, state: nnx.State,
-              batch: dict) -> tuple[jax.Array, jax.Array]:
-    """Predicted keypoints (N, K, 3) in input pixels and per-sample loss (N,), eval-mode BN."""
-    model, _ = nnx.merge(graphdef, state)
-    model.eval()
-    keypoints = batch["keypoints"]
-    predicted = model(_images(batch))
-    targets = render_heatmaps(keypoints, config.data.image_size, config.model.heatmap_size,
-                              config.model.sigma)
-    weights = keypoints[..., 2][:, None, None, :]
-    per_sample = jnp.mean(jnp.square(predicted - targets) * weights, axis=(1, 2, 3))
-    return decode_heatmaps(predicted, config.data.image_size), per_sample
-
-
-def is_finite(state: nnx.State) -> jax.Array:
-    """True if every floating-point array of `state` is finite (checked before each save)."""
-    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def make_trainer(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state: nnx.State,
@@ -253,9 +183,12 @@ def load_pretrained(graphdef: nnx.GraphDef, state: nnx.State, path: str) -> nnx.
     except ImportError as e:
         raise TrainingError(f"model.pretrained_backbone needs torch ({e}): install the export "
                             "extra, pip install -e '.[export]'") from None
-    model, optimizer = nnx.merge(graphdef, state)
+    model, optimizer, *average = nnx.merge(graphdef, state)
     load_pretrained_backbone(model, path)
-    return jax.device_put(nnx.state((model, optimizer)), jax.tree.map(lambda x: x.sharding, state))
+    if average:  # the average starts from the same weights
+        nnx.update(average[0], jax.tree.map(jnp.copy, nnx.state(model)))  # own buffers
+    return jax.device_put(nnx.state((model, optimizer, *average)),
+                          jax.tree.map(lambda x: x.sharding, state))
 
 
 def _log(message: str) -> None:
