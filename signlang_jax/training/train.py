@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
@@ -53,7 +54,7 @@ from signlang_jax.training.validation import check_metric_source, validate
 __all__ = ["Trainer", "TrainingError", "create_state", "device_batch", "make_trainer",
            "train_and_evaluate", "train_step"]
 
-# ----------------------------------------------------------------------------- jitted steps on a mesh
+# ------------------------------------------------------------------------ jitted steps on a mesh
 
 
 @dataclasses.dataclass(frozen=True)
