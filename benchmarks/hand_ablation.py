@@ -30,6 +30,7 @@ VARIANTS: dict[str, list[str]] = {
     "128 px crops": ["--config.data.image_size=128", "--config.model.heatmap_size=32"],
     "80 px crops": ["--config.data.image_size=80", "--config.model.heatmap_size=20"],
     "width 48": ["--config.model.width=48"],
+    "weight average (EMA 0.998)": ["--config.optim.ema=True"],
 }
 
 

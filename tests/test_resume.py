@@ -19,6 +19,7 @@ from signlang_jax.codec import heatmap_loss
 from signlang_jax.data.iterator import DataChangedError
 from signlang_jax.errors import CheckpointError, ConfigError, TrainingError
 from signlang_jax.training import checkpoints
+from signlang_jax.training import steps as steps_lib
 from signlang_jax.training import train as train_lib
 from tests.conftest import ROOT, checkpoint_arrays
 
@@ -191,7 +192,7 @@ def test_inf_gradient_with_finite_loss_skips_the_step(train_config, tiny_run, tm
     """Global-norm clipping computes inf / inf = NaN: without the guard the params become NaN."""
     run = _copy_run(tiny_run, tmp_path)
     step4 = checkpoint_arrays(run, train_config, 4)
-    monkeypatch.setattr(train_lib, "heatmap_loss", _finite_loss_inf_gradients)
+    monkeypatch.setattr(steps_lib, "heatmap_loss", _finite_loss_inf_gradients)
     train_config.train.num_steps = 6
     train_lib.train_and_evaluate(train_config, run)
     out = capsys.readouterr().out

@@ -17,6 +17,7 @@ from flax import nnx
 from signlang_jax.data.pipeline import make_dataset
 from signlang_jax.data.sources import SampleSource, load_split
 from signlang_jax.training import checkpoints, distributed, optimizer, validation
+from signlang_jax.training import steps as steps_lib
 from signlang_jax.training import train as train_lib
 from tests.conftest import ROOT, checkpoint_arrays
 
@@ -107,7 +108,7 @@ def test_nan_loss_stops_and_keeps_good_checkpoint(train_config, tmp_path, monkey
     def poisoned(*args, **kwargs):
         return jnp.full(args[0].shape[:1] + (8, 8, 64), jnp.nan)
 
-    monkeypatch.setattr(train_lib, "render_heatmaps", poisoned)
+    monkeypatch.setattr(steps_lib, "render_heatmaps", poisoned)
     train_config.train.num_steps = 8
     train_config.optim.max_skipped_steps = 2
     with pytest.raises(train_lib.TrainingError,
