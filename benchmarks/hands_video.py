@@ -11,9 +11,10 @@ Every row runs the exported models through the video job's own code (`SequencePr
 `smooth_offline`, the causal `OneEuroFilter`), at its defaults otherwise:
 
 - body model alone (its own hand points), raw and with the offline smoother;
-- the hand stage with crops placed from the body model's points every frame (before issue 20),
-  raw and with the causal filter (the job's old default);
-- hand tracking (crops from the hand's own previous points), raw, with the offline smoother
+- the hand stage with crops placed from the body model's points every frame and argmax decoding
+  (before issue 20), raw and with the causal filter (the job's old default);
+- hand tracking (crops from the hand's own previous points) with argmax decoding, raw; with
+  DARK decoding of the hand heatmaps (the job's default now), raw, with the offline smoother
   (the job's default now) and with the causal filter (`live_demo`, `--causal`);
 - MediaPipe Holistic 0.10.14 (video mode, its own smoothing; its own venv, benchmarks/
   mediapipe_peer.py) on the same video files;
@@ -141,7 +142,8 @@ class Tally:
 
 
 def evaluate_sets(sets: dict[str, list[Path]], body: RegionPredictor, pair: RegionPredictor,
-                  mediapipe_python: str | None) -> dict[str, dict[str, dict]]:
+                  pair_argmax: RegionPredictor, mediapipe_python: str | None
+                  ) -> dict[str, dict[str, dict]]:
     """{set: {row: result}} for every row of the table."""
     out: dict[str, dict[str, dict]] = {}
     for set_name, folders in sets.items():
@@ -158,14 +160,16 @@ def evaluate_sets(sets: dict[str, list[Path]], body: RegionPredictor, pair: Regi
             raw_body = run_raw(body, clip, None)
             add("body model alone", raw_body, clip)
             add("body model alone + offline smoother", offline(raw_body), clip)
-            before = run_raw(pair, clip, None)
-            add("hand stage, crops from the body model", before, clip)
-            add("hand stage, crops from the body model + causal filter (old default)",
+            before = run_raw(pair_argmax, clip, None)
+            add("hand stage, crops from the body model, argmax", before, clip)
+            add("hand stage, crops from the body model, argmax + causal filter (old default)",
                 causal(before), clip)
+            add("hand tracking, argmax", run_raw(pair_argmax, clip, HandTrackingParams()), clip)
             tracked = run_raw(pair, clip, HandTrackingParams())
-            add("hand tracking", tracked, clip)
-            add("hand tracking + offline smoother (default)", offline(tracked), clip)
-            add("hand tracking + causal filter (live_demo, --causal)", causal(tracked), clip)
+            add("hand tracking, DARK", tracked, clip)
+            add("hand tracking, DARK + offline smoother (default)", offline(tracked), clip)
+            add("hand tracking, DARK + causal filter (live_demo, --causal)", causal(tracked),
+                clip)
             if mp_preds is not None:
                 add("MediaPipe Holistic 0.10.14", mp_preds[index], clip)
             truth = clip.gt.copy()
@@ -281,7 +285,8 @@ def main() -> int:
     args = parser.parse_args()
 
     body = load_onnx(args.body_onnx, None, 0.0, 1)
-    pair = load_onnx(args.body_onnx, args.hand_onnx, 0.0, 1)
+    pair = load_onnx(args.body_onnx, args.hand_onnx, 0.0, 1, hand_decoder="dark")  # the job's
+    pair_argmax = load_onnx(args.body_onnx, args.hand_onnx, 0.0, 1)
     root = Path(args.root)
     if args.tune:
         rows = tune(root / "tune", min(args.num, 8), pair)
@@ -289,10 +294,10 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
     sets = clip_folders(root, args.num, TEST_SEED, PASTED_SEED)
-    results = evaluate_sets(sets, body, pair, args.mediapipe)
+    results = evaluate_sets(sets, body, pair, pair_argmax, args.mediapipe)
     pasted = sets["pasted clip"][0]
     speed = job_speed(pasted, {"body model alone": body,
-                               "hand tracking + offline smoother (default)": pair})
+                               "hand tracking, DARK + offline smoother (default)": pair})
     if args.mediapipe:
         speed["MediaPipe Holistic 0.10.14"] = mediapipe(args.mediapipe,
                                                         [_folder_only(pasted)])[1]

@@ -119,8 +119,9 @@ def _load_model(args: argparse.Namespace) -> object:
     from signlang_jax.inference.region import load_jax
 
     try:
+        # Hands decoded as the video job does by default (DARK, docs/HANDS.md).
         return load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
-                        args.hand_min_score, batch_size=1)
+                        args.hand_min_score, batch_size=1, hand_decoder="dark")
     except (TrainingError, ValueError, OSError) as e:
         raise DemoError(str(e)) from None
 
