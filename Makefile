@@ -26,7 +26,7 @@ setup: $(VENV)/.installed
 
 # Render synthetic data (once), validate it, preview augmented samples, train the body model
 # (configs/demo.py) and the hand model on the same data (configs/demo_hand.py), about
-# 15 minutes on 2 CPU cores (re-running resumes or just reports); evaluate the pair (hands:
+# 13 minutes on 2 CPU cores from a fresh clone (re-running resumes or just reports); evaluate the pair (hands:
 # body model alone vs body + hand stage), draw a held-out image, export both models to ONNX
 # and print the onnxruntime-vs-JAX parity.
 demo: setup

@@ -1,4 +1,4 @@
-"""Demo: trains on this 2-core CPU in 8-9 minutes on built-in synthetic data.
+"""Demo: trains on this 2-core CPU in about 7 minutes on built-in synthetic data.
 
 python -m signlang_jax.main --config configs/demo.py --workdir runs/demo
 
