@@ -14,7 +14,13 @@ from signlang_jax.inference.hand_stage import HandCrop
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX, NUM_KEYPOINTS
 from signlang_jax.video.hands import HandTracker, HandTrackingParams
-from signlang_jax.video.offline import OfflineParams, frame_times, part_sizes, smooth_offline
+from signlang_jax.video.offline import (
+    OfflineParams,
+    cuts,
+    frame_times,
+    part_sizes,
+    smooth_offline,
+)
 from signlang_jax.video.sequence import DEFAULT_SMOOTHING, SequenceProcessor
 from signlang_jax.video.smoothing import OneEuroFilter
 
@@ -283,8 +289,8 @@ def test_offline_smoother_is_exact_with_zero_lag_at_constant_velocity(degree):
     # Variable frame rate (uneven steps) and a very fast point (3000 px/s): still exact.
     uneven = np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.02, 0.08, 49)])
     fast = linear_track(uneven, velocity=(3000.0, 500.0))
-    np.testing.assert_allclose(smooth_offline(fast, uneven, OfflineParams(degree=degree)),
-                               fast, atol=2e-3)
+    params = OfflineParams(degree=degree, cut_speed=None)  # 24 signer sizes/s: no cuts
+    np.testing.assert_allclose(smooth_offline(fast, uneven, params), fast, atol=2e-3)
 
 
 def test_offline_smoother_matches_a_weighted_polyfit_by_hand():
@@ -337,6 +343,17 @@ def test_offline_smoother_removes_a_one_frame_spike_without_touching_the_rest():
     np.testing.assert_allclose(out, kp, atol=1e-3)  # the spike is gone, exactly
 
 
+def test_a_cut_splits_the_sequence_and_no_fit_crosses_it():
+    """A new shot: every point jumps by two signer sizes between frames 19 and 20."""
+    times = frame_times(40, 25.0)
+    kp = linear_track(times)
+    kp[20:, :, 0] += 250.0  # the signer spans 126 px
+    assert cuts(kp, times, 8.0, 0.1).tolist() == [t == 20 for t in range(40)]
+    np.testing.assert_allclose(smooth_offline(kp, times, OfflineParams()), kp, atol=1e-3)
+    blended = smooth_offline(kp, times, OfflineParams(cut_speed=None))
+    assert np.abs(blended[17:23, :, 0] - kp[17:23, :, 0]).max() > 5.0
+
+
 def test_missing_points_pass_unchanged_and_are_not_used():
     times = frame_times(20, 25.0)
     kp = linear_track(times)
@@ -369,7 +386,8 @@ def test_offline_smoother_rejects_bad_input():
         smooth_offline(kp, times[::-1].copy(), OfflineParams())
     with pytest.raises(ValueError, match=r"\(T, K, 3\)"):
         smooth_offline(kp[..., :2], times, OfflineParams())
-    for bad in ({"window": 0}, {"degree": 3}, {"outlier": -1}, {"iterations": 9}):
+    for bad in ({"window": 0}, {"degree": 3}, {"outlier": -1}, {"iterations": 9},
+                {"cut_speed": 0}, {"speed_gain": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             OfflineParams(**bad)
     with pytest.raises(ValueError, match="fps"):

@@ -15,8 +15,9 @@ sample's residual is measured in part sizes - the extent of that hand's confiden
 points (hand sizes), of all confident points for the others (signer sizes) - and weighted by
 Tukey's biweight, zero from `outlier` sizes on, then the track is fitted again. Points scoring
 below `score_threshold` are missing: they give no weight and come back unchanged. Scores pass
-unchanged. Time is taken from per-frame timestamps, so a variable frame rate needs no change.
-numpy only.
+unchanged. A frame where most points jump (the median faster than `cut_speed` signer sizes per
+second: a cut, a new person) starts a new segment, and no fit reaches across it. Time is taken
+from per-frame timestamps, so a variable frame rate needs no change. numpy only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class OfflineParams:
     # The window narrows to window / (1 + speed_gain x speed), speed in part sizes per second
     # (hand sizes for hand points) from a first fit: 0 keeps it fixed.
     speed_gain: float = 0.6
+    # A frame where the median confident point moves faster than this (signer sizes per second)
+    # starts a new segment - a cut, a new person, a re-framed camera - and no fit crosses it.
+    # None: never cut.
+    cut_speed: float | None = 8.0
 
     def __post_init__(self) -> None:
         if not self.window > 0:
@@ -50,6 +55,9 @@ class OfflineParams:
             raise ValueError(f"offline smoothing degree={self.degree}; expected 0, 1 or 2")
         if not self.outlier > 0:
             raise ValueError(f"offline smoothing outlier={self.outlier}; expected > 0")
+        if self.cut_speed is not None and not self.cut_speed > 0:
+            raise ValueError(f"offline smoothing cut_speed={self.cut_speed}; expected > 0 or "
+                             "None")
         if not self.speed_gain >= 0:
             raise ValueError(f"offline smoothing speed_gain={self.speed_gain}; expected >= 0")
         if not 0 <= self.iterations <= 5:
@@ -114,26 +122,45 @@ def smooth_offline(keypoints: np.ndarray, times: np.ndarray, params: OfflinePara
     sizes = part_sizes(kp, params.score_threshold)
     weights = present * (kp[..., 2] if params.score_weighted else 1.0)
     sigma = np.full(present.shape, params.window)
+    segment = np.zeros(len(kp), np.int64)
+    if params.cut_speed is not None:
+        segment = np.cumsum(cuts(kp, times, params.cut_speed, params.score_threshold))
     if params.speed_gain > 0:
         # The window narrows with speed (in part sizes per second): a fast stroke keeps its
         # shape, a still hand is smoothed over the whole window.
-        _, velocity = _local_fit(kp[..., :2], weights, times, sigma, 1)
+        _, velocity = _local_fit(kp[..., :2], weights, times, sigma, 1, segment)
         speed = np.linalg.norm(velocity, axis=-1) / sizes
         sigma = params.window / (1.0 + params.speed_gain * speed)
     robust = np.ones(present.shape)
     fitted = kp[..., :2]
     for _ in range(params.iterations + 1):
-        fitted, _ = _local_fit(kp[..., :2], weights * robust, times, sigma, params.degree)
+        fitted, _ = _local_fit(kp[..., :2], weights * robust, times, sigma, params.degree,
+                               segment)
         residual = np.linalg.norm(kp[..., :2] - fitted, axis=-1) / (params.outlier * sizes)
         robust = (1 - np.minimum(residual, 1) ** 2) ** 2
     out[..., :2] = np.where(present[..., None], fitted, kp[..., :2])
     return out
 
 
+def cuts(keypoints: np.ndarray, times: np.ndarray, speed: float, threshold: float
+         ) -> np.ndarray:
+    """(T,) bool: frames whose median point moved faster than `speed` signer sizes per second
+    since the previous frame (points confident in both); frame 0 is never a cut."""
+    kp = np.asarray(keypoints, np.float64)
+    out = np.zeros(len(kp), bool)
+    both = (kp[1:, :, 2] >= threshold) & (kp[:-1, :, 2] >= threshold)
+    step = np.linalg.norm(kp[1:, :, :2] - kp[:-1, :, :2], axis=-1)
+    size = part_sizes(kp, threshold)[:, 0]  # the signer's size (point 0 is a body point)
+    for t in np.flatnonzero(both.sum(1) >= 3):
+        moved = float(np.median(step[t, both[t]])) / (times[t + 1] - times[t])
+        out[t + 1] = moved > speed * size[t]
+    return out
+
+
 def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, sigma: np.ndarray,
-               degree: int) -> tuple[np.ndarray, np.ndarray]:
+               degree: int, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's value (T, K, 2) and velocity (px/s) of the weighted polynomial fit around
-    it, in a Gaussian time window of `sigma` (T, K) seconds."""
+    it, in a Gaussian time window of `sigma` (T, K) seconds, within its own segment (T,)."""
     num = len(times)
     step = float(np.median(np.diff(times)))
     radius = max(1, math.ceil(3 * float(sigma.max()) / step))
@@ -145,6 +172,7 @@ def _local_fit(xy: np.ndarray, weights: np.ndarray, times: np.ndarray, sigma: np
         source = frame + offset
         inside = (source >= 0) & (source < num)
         source = np.clip(source, 0, num - 1)
+        inside &= segment[source] == segment
         u = np.where(inside, times[source] - times, 0.0)[:, None] / sigma  # (T, K)
         # Beyond 6 sigma a weight is below 1e-8: zero it, and keep u^m finite.
         near = inside[:, None] & (np.abs(u) <= 6.0)
