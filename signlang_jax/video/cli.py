@@ -138,6 +138,10 @@ def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     smooth.add_argument("--smooth-outlier", type=float, default=_O.outlier,
                         help="a point this many hand sizes (signer sizes for body and face) "
                         "off the fit is an outlier and refitted without (default %(default)s)")
+    smooth.add_argument("--smooth-cut-speed", type=float, default=None,
+                        help="signer sizes per second: a frame where the torso and head move "
+                        "faster starts a new segment the smoothing does not cross (edited "
+                        "videos with cuts; try 8) (default: never cut)")
     smooth.add_argument("--smooth-threshold", type=float, default=_O.score_threshold,
                         help="a point scoring below this is missing: left unchanged and not "
                         "used (default %(default)s)")
@@ -211,7 +215,8 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     else:
         smoothing = OfflineParams(window=args.smooth_window, degree=args.smooth_degree,
                                   outlier=args.smooth_outlier,
-                                  score_threshold=args.smooth_threshold)
+                                  score_threshold=args.smooth_threshold,
+                                  cut_speed=args.smooth_cut_speed)
     hands = None if args.no_hand_tracking else HandTrackingParams()
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
                        args.fps, tracking, smoothing, hands)

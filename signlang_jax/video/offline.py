@@ -15,9 +15,10 @@ sample's residual is measured in part sizes - the extent of that hand's confiden
 points (hand sizes), of all confident points for the others (signer sizes) - and weighted by
 Tukey's biweight, zero from `outlier` sizes on, then the track is fitted again. Points scoring
 below `score_threshold` are missing: they give no weight and come back unchanged. Scores pass
-unchanged. A frame where most points jump (the median faster than `cut_speed` signer sizes per
-second: a cut, a new person) starts a new segment, and no fit reaches across it. Time is taken
-from per-frame timestamps, so a variable frame rate needs no change. numpy only.
+unchanged. A frame where the torso and head jump (their median point faster than `cut_speed`
+signer sizes per second: a cut, a new person) starts a new segment, and no fit reaches across
+it. Time is taken from per-frame timestamps, so a variable frame rate needs no change. numpy
+only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import math
 import numpy as np
 
 from signlang_jax.keypoints import GROUPS
+
+HAND_POINTS = frozenset(i for hand in ("left_hand", "right_hand")
+                        for i in range(GROUPS[hand].start, GROUPS[hand].stop))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +47,11 @@ class OfflineParams:
     # The window narrows to window / (1 + speed_gain x speed), speed in part sizes per second
     # (hand sizes for hand points) from a first fit: 0 keeps it fixed.
     speed_gain: float = 0.6
-    # A frame where the median confident point moves faster than this (signer sizes per second)
-    # starts a new segment - a cut, a new person, a re-framed camera - and no fit crosses it.
-    # None: never cut.
-    cut_speed: float | None = 8.0
+    # A frame where the torso and head move faster than this (signer sizes per second) starts
+    # a new segment - a cut in an edited video, a new person - and no fit crosses it. None
+    # (default): never cut; the body model's own jumps trigger false cuts below ~24 on the
+    # tuning clips and leave more jitter (docs/VIDEO.md).
+    cut_speed: float | None = None
 
     def __post_init__(self) -> None:
         if not self.window > 0:
@@ -144,13 +149,16 @@ def smooth_offline(keypoints: np.ndarray, times: np.ndarray, params: OfflinePara
 
 def cuts(keypoints: np.ndarray, times: np.ndarray, speed: float, threshold: float
          ) -> np.ndarray:
-    """(T,) bool: frames whose median point moved faster than `speed` signer sizes per second
-    since the previous frame (points confident in both); frame 0 is never a cut."""
+    """(T,) bool: frames whose median body or face point moved faster than `speed` signer
+    sizes per second since the previous frame (points confident in both; hands move fast
+    while signing, the torso and head do not); frame 0 is never a cut."""
     kp = np.asarray(keypoints, np.float64)
     out = np.zeros(len(kp), bool)
+    size = part_sizes(kp, threshold)[:, 0]  # the signer's size (point 0 is a body point)
+    steady = np.asarray([i for i in range(kp.shape[1]) if i not in HAND_POINTS])
+    kp = kp[:, steady]
     both = (kp[1:, :, 2] >= threshold) & (kp[:-1, :, 2] >= threshold)
     step = np.linalg.norm(kp[1:, :, :2] - kp[:-1, :, :2], axis=-1)
-    size = part_sizes(kp, threshold)[:, 0]  # the signer's size (point 0 is a body point)
     for t in np.flatnonzero(both.sum(1) >= 3):
         moved = float(np.median(step[t, both[t]])) / (times[t + 1] - times[t])
         out[t + 1] = moved > speed * size[t]
