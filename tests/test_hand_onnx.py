@@ -284,7 +284,7 @@ def test_video_job_tracks_hands_and_smooths_offline_by_default(exported, tmp_pat
     assert settings["hand_tracking"] == dataclasses.asdict(HandTrackingParams())
     assert settings["smoothing"]["kind"] == "offline"
 
-    pair = load_onnx(body_path, hand_path, 0.0, 1)
+    pair = load_onnx(body_path, hand_path, 0.0, 1, hand_decoder="dark")  # the job's default
     processor = SequenceProcessor(pair, 64, 64, 25.0, TrackingParams(), None,
                                   HandTrackingParams())
     raw = np.concatenate([processor.process([f]).raw for f in clip])
