@@ -75,7 +75,8 @@ class SequenceProcessor:
         self.redetections = 0
 
     def set_tracking(self, on: bool) -> None:
-        """Turn region and hand tracking on or off (on restarts from the whole frame)."""
+        """Turn region tracking on or off; both trackers restart (the next frame runs on the
+        whole frame, its hand crops placed by the body model)."""
         self.tracking = on
         self.tracker.reset()
         self.hands.reset()
