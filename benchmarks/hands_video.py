@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from pasted_clip import write_pasted_clip
-from video import Clip, mediapipe
+from video import Clip, mediapipe, read_clip
 
 from signlang_jax.data.videos import find_inputs
 from signlang_jax.evaluation.metrics import acceleration_sums, pck_counts, pck_summary
@@ -60,19 +60,6 @@ TEST_SEED, TUNE_SEED, PASTED_SEED, PASTED_TUNE_SEED = 21, 12, 31, 32
 HANDS = ("left_hand", "right_hand")
 HAND_POINTS = [i for h in HANDS for i in range(GROUPS[h].start, GROUPS[h].stop)]
 WIDTH, HEIGHT, FPS = 1280, 720, 25.0
-
-
-def read_clip(folder: Path) -> Clip:
-    """Frames and labels of one clip folder (synthetic or pasted layout)."""
-    import cv2
-
-    labels = [json.loads(p.read_text()) for p in sorted((folder / "labels").glob("*.json"))]
-    frames = [cv2.cvtColor(cv2.imread(str(folder / "images" / lab["image"])),
-                           cv2.COLOR_BGR2RGB) for lab in labels]
-    gt = np.array([[[k["x"], k["y"], k["visible"]] for k in lab["keypoints"]]
-                   for lab in labels], np.float32)
-    bbox = np.array([lab["bbox"] for lab in labels], np.float32)
-    return Clip(folder, frames, gt, bbox, json.loads((folder / "clip.json").read_text()))
 
 
 def clip_folders(root: Path, num: int, seed: int, pasted_seed: int) -> dict[str, list[Path]]:

@@ -61,21 +61,22 @@ class Clip:
     info: dict
 
 
+def read_clip(folder: Path) -> Clip:
+    """Frames and labels of one clip folder (`synth.clips` layout, or benchmarks/pasted_clip.py)."""
+    labels = [json.loads(p.read_text()) for p in sorted((folder / "labels").glob("*.json"))]
+    images = [cv2.cvtColor(cv2.imread(str(folder / "images" / lab["image"])), cv2.COLOR_BGR2RGB)
+              for lab in labels]
+    gt = np.array([[[k["x"], k["y"], k["visible"]] for k in lab["keypoints"]]
+                   for lab in labels], np.float32)
+    bbox = np.array([lab["bbox"] for lab in labels], np.float32)
+    return Clip(folder, images, gt, bbox, json.loads((folder / "clip.json").read_text()))
+
+
 def load_clips(root: Path, num: int, seed: int, width: int, height: int, frames: int
                ) -> list[Clip]:
     """Render (once) and read `num` clips."""
     generate_clips(root, num, seed, width, height, frames, 25.0)
-    clips = []
-    for index in range(num):
-        folder = clip_dir(root, index)
-        labels = [json.loads(p.read_text()) for p in sorted((folder / "labels").glob("*.json"))]
-        images = [cv2.cvtColor(cv2.imread(str(folder / "images" / lab["image"])),
-                               cv2.COLOR_BGR2RGB) for lab in labels]
-        gt = np.array([[[k["x"], k["y"], k["visible"]] for k in lab["keypoints"]]
-                       for lab in labels], np.float32)
-        bbox = np.array([lab["bbox"] for lab in labels], np.float32)
-        clips.append(Clip(folder, images, gt, bbox, json.loads((folder / "clip.json").read_text())))
-    return clips
+    return [read_clip(clip_dir(root, index)) for index in range(num)]
 
 
 def run(model: RegionPredictor, clip: Clip, tracking: TrackingParams | None,
