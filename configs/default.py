@@ -85,6 +85,15 @@ def get_config() -> ml_collections.ConfigDict:
     model.final_kernel = 1
     model.heatmap_size = 128  # must equal the model's output size: image_size / 4 by default
     model.sigma = 2.0  # Gaussian target sigma in heatmap pixels
+    # Heatmap coordinates: False = x * heatmap_size / image_size; True = UDP's (size - 1) ratio
+    # (signlang_jax/codec.py; an ablation in docs/HANDS.md).
+    model.udp = False
+    # heatmap (SimpleBaseline, the exported contract) | simcc: x and y classification over
+    # image_size * simcc_split bins each (RTMPose), with heatmap_size = image_size * simcc_split
+    # and sigma in bins; read as heatmaps by every decoder (signlang_jax/models/simcc_head.py).
+    model.head = "heatmap"
+    model.simcc_split = 2
+    model.simcc_hidden = 256
     model.dtype = "auto"  # compute dtype: auto (bf16 on GPU/TPU, f32 on CPU) | float32 | bfloat16
     model.deconv_impl = "auto"  # auto | subpixel_matmul | subpixel_conv | lax (see models/head.py)
     # .pth to initialise the backbone from (fresh runs only): a torchvision resnet18/34/50 or

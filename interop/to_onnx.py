@@ -237,6 +237,12 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
                           "pass --img-size")
     log(f"restored step {loaded.step} from {loaded.directory} ({config.model.name}, width "
         f"{config.model.width}) in {time.perf_counter() - started:.1f} s")
+    # The ONNX contract is the heatmap head's output in the plain convention (docs/DEPLOYMENT.md);
+    # the ablation options (docs/HANDS.md) have no torch twin.
+    if config.model.get("head", "heatmap") != "heatmap" or config.model.get("udp", False):
+        raise ExportError(f"{loaded.directory.parent}: model.head={config.model.head!r}, "
+                          f"model.udp={config.model.udp!r}; only model.head='heatmap' with "
+                          "model.udp=False models export (the ONNX contract)")
     twin = to_torch(loaded.model, config.model)
     with torch.no_grad():
         heatmap_size = int(twin(torch.zeros(1, 3, size, size)).shape[-1])

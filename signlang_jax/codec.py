@@ -4,7 +4,12 @@ The convention, written once (training, evaluation, inference and export all cal
 
 - A keypoint at input-image pixel (x, y) (OpenCV pixel-centre convention) sits at heatmap pixel
   (x * r, y * r) with r = heatmap_size / image_size (MMPose's non-UDP convention; 512 -> 128 gives
-  r = 1/4). Heatmap pixel centres are the integers 0..heatmap_size-1.
+  r = 1/4). Heatmap pixel centres are the integers 0..heatmap_size-1. With `udp=True`
+  (`model.udp`, Huang et al. 2020's unbiased data processing) r = (heatmap_size - 1) /
+  (image_size - 1) instead: the first and last pixel centres of image and heatmap coincide, so a
+  mirrored heatmap lines up with the mirrored image exactly. The choice is an ablation
+  (docs/HANDS.md): both conventions decode what they encode, and our augmentation is exact in
+  either, so the plain one stays the default.
 - Targets are *unbiased* Gaussians: exp(-((u - x r)^2 + (v - y r)^2) / (2 sigma^2)) evaluated on
   the whole grid at the exact sub-pixel centre, peak 1 when the centre is on a pixel; sigma is in
   heatmap pixels (2 at 128 x 128). Keypoints with weight 0 get an all-zero target.
@@ -26,10 +31,24 @@ import jax.numpy as jnp
 from signlang_jax.dark import dark_kernel_size
 
 
+def heatmap_ratio(image_size: int, heatmap_size: int, udp: bool = False) -> float:
+    """Heatmap pixels per input pixel: heatmap_size / image_size, or the UDP (size - 1) ratio."""
+    if udp:
+        return (heatmap_size - 1) / (image_size - 1)
+    return heatmap_size / image_size
+
+
+def input_ratio(image_size: int, heatmap_size: int, udp: bool = False) -> float:
+    """Input pixels per heatmap pixel (the inverse of `heatmap_ratio`, computed exactly)."""
+    if udp:
+        return (image_size - 1) / (heatmap_size - 1)
+    return image_size / heatmap_size
+
+
 def render_heatmaps(keypoints: jax.Array, image_size: int, heatmap_size: int,
-                    sigma: float) -> jax.Array:
+                    sigma: float, udp: bool = False) -> jax.Array:
     """Gaussian targets (N, H, W, K) float32 from keypoints (N, K, 3) = x, y, weight."""
-    ratio = heatmap_size / image_size
+    ratio = heatmap_ratio(image_size, heatmap_size, udp)
     centre = keypoints[..., :2].astype(jnp.float32) * ratio  # (N, K, 2)
     grid = jnp.arange(heatmap_size, dtype=jnp.float32)
     # Separable: the 2D Gaussian is the outer product of two 1D ones.
@@ -54,7 +73,7 @@ def per_keypoint_mse(predicted: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(diff), axis=(1, 2))
 
 
-def decode_heatmaps(heatmaps: jax.Array, image_size: int) -> jax.Array:
+def decode_heatmaps(heatmaps: jax.Array, image_size: int, udp: bool = False) -> jax.Array:
     """Keypoints (N, K, 3) = x, y in input-image pixels, score, from heatmaps (N, H, W, K).
 
     argmax + quarter-pixel shift toward the larger neighbour; score = the heatmap maximum.
@@ -74,7 +93,7 @@ def decode_heatmaps(heatmaps: jax.Array, image_size: int) -> jax.Array:
     # Shift only where both neighbours exist (as MMPose): 0.25 px toward the larger one.
     dx = jnp.where((x > 0) & (x < w - 1), jnp.sign(at(y, x + 1) - at(y, x - 1)), 0.0)
     dy = jnp.where((y > 0) & (y < h - 1), jnp.sign(at(y + 1, x) - at(y - 1, x)), 0.0)
-    ratio = image_size / w
+    ratio = input_ratio(image_size, w, udp)
     xs = (x.astype(jnp.float32) + 0.25 * dx) * ratio
     ys = (y.astype(jnp.float32) + 0.25 * dy) * ratio
     return jnp.stack([xs, ys, score], axis=-1)
@@ -96,7 +115,7 @@ def _gaussian_blur(heatmaps: jax.Array, kernel_size: int) -> jax.Array:
 
 
 def dark_refine(heatmaps: jax.Array, keypoints: jax.Array, image_size: int,
-                sigma: float) -> jax.Array:
+                sigma: float, udp: bool = False) -> jax.Array:
     """DARK sub-pixel refinement (Zhang et al. 2020) of argmax-decoded keypoints.
 
     Blur each heatmap (kernel from `sigma`), rescale it to its original maximum, take the log,
@@ -129,13 +148,13 @@ def dark_refine(heatmaps: jax.Array, keypoints: jax.Array, image_size: int,
     # offset = -H^-1 g with H = [[dxx, dxy], [dxy, dyy]]
     off_x = jnp.where(inner, -(dyy * dx - dxy * dy) / safe, 0.0)
     off_y = jnp.where(inner, -(dxx * dy - dxy * dx) / safe, 0.0)
-    ratio = image_size / w
+    ratio = input_ratio(image_size, w, udp)
     xs = (x.astype(jnp.float32) + off_x) * ratio
     ys = (y.astype(jnp.float32) + off_y) * ratio
     return jnp.stack([xs, ys, keypoints[..., 2]], axis=-1)
 
 
-def flip_back(heatmaps: jax.Array, image_size: int) -> jax.Array:
+def flip_back(heatmaps: jax.Array, image_size: int, udp: bool = False) -> jax.Array:
     """Map heatmaps predicted on a horizontally flipped image back onto the original image.
 
     Mirrors the heatmaps, swaps left/right channels with `FLIP_PERMUTATION`, then shifts them by
@@ -143,12 +162,14 @@ def flip_back(heatmaps: jax.Array, image_size: int) -> jax.Array:
     column (S - 1) r - u, while mirroring the array maps column u to W - 1 - u, so the mirrored
     map is off by d = (S - 1) r - (W - 1) columns (+0.75 for 512 -> 128), corrected here by linear
     interpolation (MMPose shifts by a whole pixel, which is exact only for its own convention).
+    Under UDP the mirrored map needs no shift: x -> S - 1 - x is u -> W - 1 - u.
     """
     from signlang_jax.keypoints import FLIP_PERMUTATION
 
     w = heatmaps.shape[2]
     mirrored = heatmaps[:, :, ::-1, :][..., jnp.asarray(FLIP_PERMUTATION)]
-    shift = (image_size - 1) * (w / image_size) - (w - 1)  # move content right by `shift`
+    # Move content right by `shift` (0 under UDP).
+    shift = (image_size - 1) * heatmap_ratio(image_size, w, udp) - (w - 1)
     whole = math.floor(shift)
     frac = shift - whole
 
@@ -160,3 +181,49 @@ def flip_back(heatmaps: jax.Array, image_size: int) -> jax.Array:
         return jnp.pad(x, ((0, 0), (0, 0), (0, -by), (0, 0)))[:, :, -by:, :]
 
     return (1 - frac) * shifted(mirrored, whole) + frac * shifted(mirrored, whole + 1)
+
+
+# ---------------------------------------------------------------------------- SimCC (RTMPose)
+# A coordinate-classification head (`model.head="simcc"`, Li et al. 2022) predicts, per keypoint,
+# one distribution over `bins` x positions and one over y. Bin b is heatmap pixel b of the
+# convention above with heatmap_size = bins = image_size * model.simcc_split, so every decoder
+# reads the head's output as a heatmap: `simcc_heatmaps` is the outer product of the two.
+
+
+def simcc_labels(keypoints: jax.Array, image_size: int, bins: int, sigma: float,
+                 udp: bool = False) -> tuple[jax.Array, jax.Array]:
+    """1D Gaussian targets (x (N, K, bins), y (N, K, bins)), each summing to 1; sigma in bins."""
+    ratio = heatmap_ratio(image_size, bins, udp)
+    centre = keypoints[..., :2].astype(jnp.float32) * ratio  # (N, K, 2)
+    grid = jnp.arange(bins, dtype=jnp.float32)
+
+    def axis(c: jax.Array) -> jax.Array:
+        g = jnp.exp(-((grid - c[..., None]) ** 2) / (2 * sigma**2))
+        return g / jnp.maximum(g.sum(-1, keepdims=True), 1e-30)
+
+    return axis(centre[..., 0]), axis(centre[..., 1])
+
+
+def simcc_loss(x_logits: jax.Array, y_logits: jax.Array, x_labels: jax.Array,
+               y_labels: jax.Array, weights: jax.Array) -> jax.Array:
+    """Per-sample loss (N,): mean over K of w_k (KL(x label || softmax x) + KL(y ...)) / 2."""
+
+    def kl(labels: jax.Array, logits: jax.Array) -> jax.Array:
+        log_q = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        log_t = jnp.log(jnp.where(labels > 0, labels, 1.0))
+        return jnp.sum(labels * (log_t - log_q), axis=-1)  # (N, K)
+
+    per_keypoint = 0.5 * (kl(x_labels, x_logits) + kl(y_labels, y_logits))
+    return jnp.mean(per_keypoint * weights.astype(jnp.float32), axis=-1)
+
+
+def simcc_heatmaps(x_logits: jax.Array, y_logits: jax.Array, sigma: float) -> jax.Array:
+    """Heatmaps (N, bins, bins, K): outer product of the softmaxed x and y distributions.
+
+    Each is scaled by sqrt(2 pi) sigma, so a prediction equal to its Gaussian label peaks at 1
+    like a heatmap target, and the peak (the keypoint's score) falls as the prediction spreads.
+    """
+    scale = math.sqrt(2 * math.pi) * sigma
+    px = jax.nn.softmax(x_logits.astype(jnp.float32), axis=-1) * scale  # (N, K, bins)
+    py = jax.nn.softmax(y_logits.astype(jnp.float32), axis=-1) * scale
+    return jnp.einsum("nky,nkx->nyxk", py, px)

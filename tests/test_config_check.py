@@ -253,7 +253,8 @@ def test_architecture_fields_are_the_shape_changing_ones():
     assert ARCHITECTURE_FIELDS == (
         "task", "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
         "model.deconv_filters", "model.deconv_kernel", "model.final_kernel",
-        "model.heatmap_size", "data.image_size", "optim.ema")  # ema: the state's layout
+        "model.heatmap_size", "data.image_size", "optim.ema",  # ema: the state's layout
+        "model.udp", "model.head", "model.simcc_split", "model.simcc_hidden")
 
 
 def test_differences_split_architecture_from_other_fields():

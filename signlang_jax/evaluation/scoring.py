@@ -187,7 +187,8 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
         for batch in batches:
             keypoints, heatmaps = predictor.predict_batch(batch["image"])
             targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,
-                                      heatmaps.shape[1], config.model.sigma)
+                                      heatmaps.shape[1], config.model.sigma,
+                                      config.model.get("udp", False))
             mse = np.asarray(per_keypoint_mse(jnp.asarray(heatmaps), targets))
             kept = np.flatnonzero(batch["mask"])
             body = [to_original(keypoints[i], batch["affine"][i]) for i in kept]

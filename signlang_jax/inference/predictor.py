@@ -106,7 +106,8 @@ class Predictor:
         graphdef, state = nnx.split(model)
         self._state = state
         self._forward = jax.jit(functools.partial(
-            _predict, graphdef, self.image_size, config.model.sigma, decoder, flip_test),
+            _predict, graphdef, self.image_size, config.model.sigma,
+            bool(config.model.get("udp", False)), decoder, flip_test),
             compiler_options=xla_compiler_options())
 
     def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,15 +136,15 @@ class Predictor:
         return keypoints
 
 
-def _predict(graphdef: nnx.GraphDef, image_size: int, sigma: float, decoder: str,
+def _predict(graphdef: nnx.GraphDef, image_size: int, sigma: float, udp: bool, decoder: str,
              flip_test: bool, state: nnx.State, images: jax.Array
              ) -> tuple[jax.Array, jax.Array]:
     model = nnx.merge(graphdef, state)
     x = images.astype(jnp.float32) / 255.0
     heatmaps = model(x)
     if flip_test:
-        heatmaps = 0.5 * (heatmaps + flip_back(model(x[:, :, ::-1, :]), image_size))
-    keypoints = decode_heatmaps(heatmaps, image_size)
+        heatmaps = 0.5 * (heatmaps + flip_back(model(x[:, :, ::-1, :]), image_size, udp))
+    keypoints = decode_heatmaps(heatmaps, image_size, udp)
     if decoder == "dark":
-        keypoints = dark_refine(heatmaps, keypoints, image_size, sigma)
+        keypoints = dark_refine(heatmaps, keypoints, image_size, sigma, udp)
     return keypoints, heatmaps

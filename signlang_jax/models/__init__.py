@@ -1,4 +1,8 @@
-"""The network: a backbone (ResNet or MobileNetV3-Small) + SimpleBaseline head, built from config.
+"""The network: a backbone (ResNet or MobileNetV3-Small) + a head, built from config.
+
+The head is the SimpleBaseline heatmap head (`model.head="heatmap"`, the default and the exported
+contract) or a SimCC coordinate-classification head (`model.head="simcc"`,
+`signlang_jax.models.simcc_head`), whose output is read as heatmaps too.
 
 `create_model(config.model, rngs)` is the only entry point the rest of the project needs. The
 model takes images (N, H, W, 3) in [0, 1] (uint8 0..255 is also accepted), normalises them with
@@ -24,11 +28,12 @@ from signlang_jax.models.head import SimpleBaselineHead
 from signlang_jax.models.layers import ConvTranspose, conv_transpose
 from signlang_jax.models.mobilenet import MobileNetV3Small
 from signlang_jax.models.resnet import ResNet, resnet
+from signlang_jax.models.simcc_head import SimCCHead
 
 __all__ = [
     "BACKBONES", "IMAGENET_MEAN", "IMAGENET_STD", "ConvTranspose", "HeatmapModel",
     "MobileNetV3Small", "ResNet",
-    "SimpleBaselineHead", "conv_transpose", "create_model", "flax_to_torch_name",
+    "SimCCHead", "SimpleBaselineHead", "conv_transpose", "create_model", "flax_to_torch_name",
     "resolve_dtype",
 ]
 
@@ -59,6 +64,9 @@ BACKBONES = {
         width_mult=width / 64, dtype=dtype, rngs=rngs),
 }
 
+HEADS = ("heatmap", "simcc")
+BACKBONE_STRIDE = 32  # every backbone's output stride
+
 # NNX leaf name -> torch state_dict leaf name.
 TORCH_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias",
                     "mean": "running_mean", "var": "running_var"}
@@ -67,24 +75,28 @@ TORCH_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias",
 class HeatmapModel(nnx.Module):
     """ImageNet normalisation -> backbone -> head -> float32 heatmaps.
 
-    Attributes: backbone (ResNet | MobileNetV3Small), head (SimpleBaselineHead), dtype (compute).
+    Attributes: backbone (ResNet | MobileNetV3Small), head (SimpleBaselineHead | SimCCHead),
+    dtype (compute).
     """
 
-    def __init__(self, backbone: ResNet | MobileNetV3Small, head: SimpleBaselineHead,
+    def __init__(self, backbone: ResNet | MobileNetV3Small, head: SimpleBaselineHead | SimCCHead,
                  dtype: jnp.dtype = jnp.float32) -> None:
         self.backbone = backbone
         self.head = head
         self.dtype = dtype
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        """images (N, H, W, 3) in [0, 1] (or uint8) -> heatmaps float32 (N, H/4, W/4, K)."""
+    def features(self, images: jax.Array) -> jax.Array:
+        """images (N, H, W, 3) in [0, 1] (or uint8) -> the backbone's features (compute dtype)."""
         x = images.astype(jnp.float32)
         if images.dtype == jnp.uint8:
             x = x / 255.0
         # Constants, not parameters: the torch twin and exported models normalise the same way.
         x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
-        heatmaps = self.head(self.backbone(x.astype(self.dtype)))
-        return heatmaps.astype(jnp.float32)
+        return self.backbone(x.astype(self.dtype))
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """images (N, H, W, 3) in [0, 1] (or uint8) -> heatmaps float32 (N, H/4, W/4, K)."""
+        return self.head(self.features(images)).astype(jnp.float32)
 
 
 def create_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> HeatmapModel:
@@ -94,10 +106,21 @@ def create_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> Hea
         raise ValueError(f"model.name={cfg.name!r}: expected one of {sorted(BACKBONES)}")
     dtype = resolve_dtype(cfg.dtype)
     backbone = BACKBONES[cfg.name](width=cfg.width, dtype=dtype, rngs=rngs)
-    head = SimpleBaselineHead(
-        backbone.out_features, cfg.num_keypoints, deconv_layers=cfg.deconv_layers,
-        deconv_filters=cfg.deconv_filters, deconv_kernel=cfg.deconv_kernel,
-        final_kernel=cfg.final_kernel, deconv_impl=cfg.deconv_impl, dtype=dtype, rngs=rngs)
+    maps = {"deconv_layers": cfg.deconv_layers, "deconv_filters": cfg.deconv_filters,
+            "deconv_kernel": cfg.deconv_kernel, "final_kernel": cfg.final_kernel,
+            "deconv_impl": cfg.deconv_impl}
+    kind = cfg.get("head", "heatmap")
+    if kind not in HEADS:
+        raise ValueError(f"model.head={kind!r}: expected one of {HEADS}")
+    if kind == "simcc":  # heatmap_size = bins = image side * split
+        image_size = cfg.heatmap_size // cfg.simcc_split
+        head = SimCCHead(backbone.out_features, cfg.num_keypoints,
+                         map_side=image_size // BACKBONE_STRIDE * 2**cfg.deconv_layers,
+                         bins=cfg.heatmap_size, hidden=cfg.simcc_hidden, sigma=cfg.sigma,
+                         dtype=dtype, rngs=rngs, **maps)
+    else:
+        head = SimpleBaselineHead(backbone.out_features, cfg.num_keypoints, dtype=dtype,
+                                  rngs=rngs, **maps)
     return HeatmapModel(backbone, head, dtype=dtype)
 
 

@@ -27,7 +27,7 @@ from signlang_jax.data.mixture import parse_sources
 from signlang_jax.data.sources import FORMATS
 from signlang_jax.errors import ConfigError
 from signlang_jax.keypoints import NUM_KEYPOINTS
-from signlang_jax.models import BACKBONES, DTYPES
+from signlang_jax.models import BACKBONE_STRIDE, BACKBONES, DTYPES, HEADS
 from signlang_jax.models.layers import DECONV_IMPLS, DECONV_PADDING
 from signlang_jax.training.validation import (
     HAND_METRIC_NAMES,
@@ -41,7 +41,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 DATA_CHANGE_POLICIES = ("refuse", "restart_epoch")
 FINAL_KERNELS = (1, 3)  # models/head.py: 1x1 or 3x3 (padding 1) keep the heatmap size
-BACKBONE_STRIDE = 32  # every backbone in BACKBONES (ResNets and MobileNetV3-Small)
 MAX_DECONV_LAYERS = 5
 # config.task -> the model's keypoint count: the whole-body detector or the hand model.
 TASK_KEYPOINTS = {"wholebody": NUM_KEYPOINTS, "hand": NUM_HAND_KEYPOINTS}
@@ -211,6 +210,10 @@ FIELD_CHECKS: dict[str, Check] = {
     "model.dtype": _one_of(("auto", *DTYPES)),
     "model.deconv_impl": _one_of(("auto", *DECONV_IMPLS)),
     "model.pretrained_backbone": _string,
+    "model.udp": _boolean,
+    "model.head": _one_of(HEADS),
+    "model.simcc_split": POSITIVE_INT,
+    "model.simcc_hidden": POSITIVE_INT,
     "optim.name": _one_of(OPTIMIZERS),
     "optim.lr": POSITIVE,
     "optim.b1": FRACTION_BELOW_1,
@@ -299,16 +302,27 @@ def _cross_checks(values: dict[str, object], device_count: int, process_count: i
         problems.append(f"{_flag('data.image_size', size)}: must be divisible by "
                         f"{BACKBONE_STRIDE} (the backbone's output stride)")
     elif size is not None:
-        layers, heatmap = values.get("model.deconv_layers"), values.get("model.heatmap_size")
-        if layers is not None and heatmap is not None:
-            expected = size // BACKBONE_STRIDE * 2**layers
-            if heatmap != expected:
-                problems.append(
-                    f"{_flag('model.heatmap_size', heatmap)}: must be {expected}, the model's "
-                    f"output size for data.image_size={size} and model.deconv_layers={layers} "
-                    f"(image_size / {BACKBONE_STRIDE} * 2 ** deconv_layers)")
+        problems += _heatmap_size_check(values, size)
     problems += _distributed_checks(values)
     return problems
+
+
+def _heatmap_size_check(values: dict[str, object], size: int) -> list[str]:
+    """model.heatmap_size must be the head's output size for data.image_size."""
+    layers, heatmap = values.get("model.deconv_layers"), values.get("model.heatmap_size")
+    head, split = values.get("model.head", "heatmap"), values.get("model.simcc_split")
+    if head == "simcc" and heatmap is not None and split is not None:
+        if heatmap != size * split:
+            return [f"{_flag('model.heatmap_size', heatmap)}: must be {size * split}, the SimCC "
+                    f"head's bins for data.image_size={size} and model.simcc_split={split} "
+                    "(image_size * simcc_split)"]
+    elif head == "heatmap" and layers is not None and heatmap is not None:
+        expected = size // BACKBONE_STRIDE * 2**layers
+        if heatmap != expected:
+            return [f"{_flag('model.heatmap_size', heatmap)}: must be {expected}, the model's "
+                    f"output size for data.image_size={size} and model.deconv_layers={layers} "
+                    f"(image_size / {BACKBONE_STRIDE} * 2 ** deconv_layers)"]
+    return []
 
 
 def _task_checks(values: dict[str, object]) -> list[str]:

@@ -25,7 +25,8 @@ from signlang_jax.files import write_atomic
 ARCHITECTURE_FIELDS = (
     "task", "model.name", "model.width", "model.num_keypoints", "model.deconv_layers",
     "model.deconv_filters", "model.deconv_kernel", "model.final_kernel", "model.heatmap_size",
-    "data.image_size", "optim.ema",
+    "data.image_size", "optim.ema", "model.udp", "model.head", "model.simcc_split",
+    "model.simcc_hidden",
 )  # fmt: skip
 # Fields that differ between the processes of one job or between restarts of it without changing
 # what the run computes: never reported as differences.

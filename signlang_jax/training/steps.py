@@ -2,8 +2,9 @@
 
 The state is `nnx.split((model, optimizer))`, or `(model, optimizer, average)` when the run keeps
 an exponential moving average of the weights (`optim.ema`): one pytree, donated to `train_step`
-and checkpointed whole. `train_step` renders the heatmap targets inside the step from the batch's
-keypoints (see `signlang_jax.codec`), so only images and keypoints cross to the device.
+and checkpointed whole. `train_step` renders the targets inside the step from the batch's keypoints
+(see `signlang_jax.codec`: heatmaps, or SimCC's 1D labels with `model.head="simcc"`), so only
+images and keypoints cross to the device.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import ml_collections
 import optax
 from flax import nnx
 
-from signlang_jax.codec import decode_heatmaps, heatmap_loss, render_heatmaps
+from signlang_jax.codec import (
+    decode_heatmaps,
+    heatmap_loss,
+    render_heatmaps,
+    simcc_heatmaps,
+    simcc_labels,
+    simcc_loss,
+)
 from signlang_jax.models import create_model
 from signlang_jax.training.optimizer import make_optimizer
 
@@ -52,10 +60,11 @@ def train_step(graphdef: nnx.GraphDef, schedule: optax.Schedule, config: ml_coll
     model, optimizer, *average = nnx.merge(graphdef, state)
     model.train()
     keypoints = batch["keypoints"]
-    targets = render_heatmaps(keypoints, config.data.image_size, config.model.heatmap_size,
-                              config.model.sigma)
 
     def loss_fn(model: nnx.Module) -> jax.Array:
+        if _simcc(config):
+            return jnp.mean(_simcc_loss(model, config, batch)[0])
+        targets = _targets(config, keypoints)
         return heatmap_loss(model(_images(batch)), targets, keypoints[..., 2])
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -90,12 +99,35 @@ def eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, state: 
     model = average[0] if average else model
     model.eval()
     keypoints = batch["keypoints"]
-    predicted = model(_images(batch))
-    targets = render_heatmaps(keypoints, config.data.image_size, config.model.heatmap_size,
-                              config.model.sigma)
-    weights = keypoints[..., 2][:, None, None, :]
-    per_sample = jnp.mean(jnp.square(predicted - targets) * weights, axis=(1, 2, 3))
-    return decode_heatmaps(predicted, config.data.image_size), per_sample
+    if _simcc(config):
+        per_sample, logits = _simcc_loss(model, config, batch)
+        predicted = simcc_heatmaps(*logits, config.model.sigma)
+    else:
+        predicted = model(_images(batch))
+        weights = keypoints[..., 2][:, None, None, :]
+        per_sample = jnp.mean(jnp.square(predicted - _targets(config, keypoints)) * weights,
+                              axis=(1, 2, 3))
+    udp = config.model.get("udp", False)
+    return decode_heatmaps(predicted, config.data.image_size, udp), per_sample
+
+
+def _simcc(config: ml_collections.ConfigDict) -> bool:
+    return config.model.get("head", "heatmap") == "simcc"
+
+
+def _targets(config: ml_collections.ConfigDict, keypoints: jax.Array) -> jax.Array:
+    return render_heatmaps(keypoints, config.data.image_size, config.model.heatmap_size,
+                           config.model.sigma, config.model.get("udp", False))
+
+
+def _simcc_loss(model: nnx.Module, config: ml_collections.ConfigDict, batch: dict
+                ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Per-sample SimCC loss (N,) and the (x, y) logits it was computed from."""
+    keypoints = batch["keypoints"]
+    labels = simcc_labels(keypoints, config.data.image_size, config.model.heatmap_size,
+                          config.model.sigma, config.model.get("udp", False))
+    logits = model.head.logits(model.features(_images(batch)))
+    return simcc_loss(*logits, *labels, keypoints[..., 2]), logits
 
 
 def is_finite(state: nnx.State) -> jax.Array:
