@@ -256,6 +256,13 @@ def test_unusable_onnx_files_are_refused_naming_the_file(exported, tmp_path):
     message = f"{partial}: metadata field 'hand_crop_rule' is missing or incomplete ('reach')"
     with pytest.raises(OnnxModelError, match=re.escape(message)):
         hand_stage_from_onnx(partial)
+    # DARK reads the heatmaps with the targets' sigma: a file without either is refused for it.
+    dark_message = ": DARK decoding needs the 'heatmaps' output and the 'sigma' metadata"
+    for broken in (rewritten(hand_path, tmp_path / "no_sigma.onnx", drop_metadata="sigma"),
+                   rewritten(hand_path, tmp_path / "no_maps.onnx", drop_output="heatmaps")):
+        with pytest.raises(OnnxModelError, match=re.escape(f"{broken}{dark_message}")):
+            hand_stage_from_onnx(broken, decoder="dark")
+        hand_stage_from_onnx(broken, decoder="argmax")  # its in-graph keypoints still serve
 
 
 def test_video_job_tracks_hands_and_smooths_offline_by_default(exported, tmp_path):
