@@ -11,7 +11,7 @@ steps: their pilots differ only by the machine's noise (up to 15% on this shared
 Each run is then scored as the second stage of the demo body model on the val split
 (`python -m signlang_jax.evaluate --hand-checkpoint`, both hands): hand PCK@0.05 (whole-body
 box), own-box PCK@0.2 and EPE, with argmax and with DARK decoding of the hand heatmaps. Prints
-the mean over seeds and each seed's figure; runs already trained are reused.
+the mean over seeds and each seed's figure; runs already trained and scored are reused.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ VARIANTS: dict[str, list[str]] = {
                                 "--config.model.sigma=4.0"],
     "SimCC head, 1 deconv layer": ["--config.model.head=simcc", "--config.model.heatmap_size=192",
                                    "--config.model.sigma=4.0", "--config.model.deconv_layers=1"],
+    # The heatmaps' label width (6 crop px = 12 bins).
+    "SimCC head, 1 deconv layer, sigma 6 px": [
+        "--config.model.head=simcc", "--config.model.heatmap_size=192",
+        "--config.model.sigma=12.0", "--config.model.deconv_layers=1"],
 }
 
 
@@ -74,10 +78,12 @@ def images_per_second(workdir: Path) -> float:
 
 
 def score(body: str, hand: Path, decoder: str, out: Path) -> dict:
-    """Both hands' second-stage figures on val (evaluate's metrics.json 'hands')."""
-    subprocess.run([sys.executable, "-m", "signlang_jax.evaluate", "--checkpoint", body,
-                    "--hand-checkpoint", str(hand), "--decoder", decoder, "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Both hands' second-stage figures on val (evaluate's metrics.json 'hands'); a run's
+    earlier scoring is reused (delete its eval_* folders after retraining it)."""
+    if not (out / "metrics.json").is_file():
+            subprocess.run([sys.executable, "-m", "signlang_jax.evaluate", "--checkpoint", body,
+                        "--hand-checkpoint", str(hand), "--decoder", decoder, "--out", str(out)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hands = json.loads((out / "metrics.json").read_text())["hands"]["body_plus_hand_stage"]
     return hands["hands"]
 

@@ -37,6 +37,9 @@ def model_metadata(config: object, *, image_size: int, heatmap_size: int, with_k
     from signlang_jax.models import IMAGENET_MEAN, IMAGENET_STD
 
     task = config.get("task", "wholebody")
+    udp = bool(config.model.get("udp", False))  # codec.py: the two heatmap conventions
+    scale = (f"{image_size - 1} / {heatmap_size - 1}" if udp
+             else f"{image_size} / {heatmap_size}")
     outputs = [HEATMAPS_NAME, KEYPOINTS_NAME] if with_keypoints else [HEATMAPS_NAME]
     meta = {
         "producer": "signlang-jax interop.to_onnx",
@@ -53,8 +56,9 @@ def model_metadata(config: object, *, image_size: int, heatmap_size: int, with_k
         "precision": "float16" if fp16 else "float32",
         "normalization_mean": json.dumps(list(IMAGENET_MEAN)),
         "normalization_std": json.dumps(list(IMAGENET_STD)),
+        "heatmap_coordinates": "udp" if udp else "plain",
         "decoding": "argmax per channel, score = max, 0.25 px shift toward the larger neighbour "
-                    f"where both exist, x_input = x_heatmap * {image_size} / {heatmap_size}",
+                    f"where both exist, x_input = x_heatmap * {scale}",
         "checkpoint_step": str(step),
     }
     if task == "hand":

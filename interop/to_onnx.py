@@ -128,7 +128,7 @@ def reserve_output(output: Path, temporary: Path) -> None:
 
 
 def build_export_module(twin: object, image_size: int, with_keypoints: bool,
-                        fp16: bool) -> object:
+                        fp16: bool, udp: bool = False) -> object:
     """The torch module that becomes the graph: float32 images -> float32 heatmaps [, keypoints].
 
     With fp16 the module holds a half-precision copy of `twin` (which is left unchanged).
@@ -151,7 +151,7 @@ def build_export_module(twin: object, image_size: int, with_keypoints: bool,
             heatmaps = self.model(images).float()
             if not with_keypoints:
                 return heatmaps
-            return heatmaps, decode_heatmaps(heatmaps, image_size)
+            return heatmaps, decode_heatmaps(heatmaps, image_size, udp)
 
     return ExportModule().eval()
 
@@ -237,16 +237,16 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
                           "pass --img-size")
     log(f"restored step {loaded.step} from {loaded.directory} ({config.model.name}, width "
         f"{config.model.width}) in {time.perf_counter() - started:.1f} s")
-    # The ONNX contract is the heatmap head's output in the plain convention (docs/DEPLOYMENT.md);
-    # the ablation options (docs/HANDS.md) have no torch twin.
-    if config.model.get("head", "heatmap") != "heatmap" or config.model.get("udp", False):
-        raise ExportError(f"{loaded.directory.parent}: model.head={config.model.head!r}, "
-                          f"model.udp={config.model.udp!r}; only model.head='heatmap' with "
-                          "model.udp=False models export (the ONNX contract)")
+    # The ONNX contract is heatmaps (docs/DEPLOYMENT.md); the SimCC head, an ablation that lost
+    # (docs/HANDS.md), has no torch twin.
+    if config.model.get("head", "heatmap") != "heatmap":
+        raise ExportError(f"{loaded.directory.parent}: model.head={config.model.head!r}; only "
+                          "model.head='heatmap' models export (the ONNX contract is heatmaps)")
+    udp = bool(config.model.get("udp", False))
     twin = to_torch(loaded.model, config.model)
     with torch.no_grad():
         heatmap_size = int(twin(torch.zeros(1, 3, size, size)).shape[-1])
-    module = build_export_module(twin, size, with_keypoints, fp16)
+    module = build_export_module(twin, size, with_keypoints, fp16, udp)
     started = time.perf_counter()
     proto = export_graph(module, size, opset, with_keypoints)
     onnx.helper.set_model_props(proto, model_metadata(

@@ -251,12 +251,13 @@ class TorchHeatmapModel(nn.Module):
         return self.head(self.backbone((x - self.mean) / self.std))
 
 
-def decode_heatmaps(heatmaps: torch.Tensor, image_size: int) -> torch.Tensor:
+def decode_heatmaps(heatmaps: torch.Tensor, image_size: int, udp: bool = False) -> torch.Tensor:
     """Keypoints (N, K, 3) = x, y in input pixels, score, from heatmaps (N, K, H, W).
 
     The torch (and ONNX) twin of `signlang_jax.codec.decode_heatmaps`, op for op in float32:
     argmax over H*W (first maximum), score = the maximum, a 0.25 px shift toward the larger
-    neighbour where both neighbours exist, then x image_size / W.
+    neighbour where both neighbours exist, then x image_size / W ((S - 1) / (W - 1) with UDP
+    coordinates, `model.udp`).
     """
     _, _, h, w = heatmaps.shape
     flat = heatmaps.float().flatten(2)  # (N, K, H*W)
@@ -271,7 +272,7 @@ def decode_heatmaps(heatmaps: torch.Tensor, image_size: int) -> torch.Tensor:
     zero = torch.zeros_like(score)
     dx = torch.where((x > 0) & (x < w - 1), torch.sign(at(y, x + 1) - at(y, x - 1)), zero)
     dy = torch.where((y > 0) & (y < h - 1), torch.sign(at(y + 1, x) - at(y - 1, x)), zero)
-    ratio = image_size / w
+    ratio = (image_size - 1) / (w - 1) if udp else image_size / w
     xs = (x.float() + 0.25 * dx) * ratio
     ys = (y.float() + 0.25 * dy) * ratio
     return torch.stack([xs, ys, score], dim=-1)

@@ -53,7 +53,8 @@ def verify_onnx(path: Path, model: object, config: object, image_size: int,
 
     _check_graph(path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    jax_heatmaps, decode = _jax_functions(model, image_size)
+    udp = bool(config.model.get("udp", False))
+    jax_heatmaps, decode = _jax_functions(model, image_size, udp)
     rows, problems, tolerance = [], [], FLOAT32_TOLERANCE
     for kind, images in verification_images(image_size, config).items():
         for batch in VERIFY_BATCH_SIZES:
@@ -62,8 +63,8 @@ def verify_onnx(path: Path, model: object, config: object, image_size: int,
             outputs = session.run(None, {INPUT_NAME: nhwc_to_nchw(x)})
             if fp16:
                 tolerance = FP16_TOLERANCE * max(1.0, float(np.abs(ref).max()))
-            row, found = _compare(kind, batch, ref, outputs, decode, image_size, with_keypoints,
-                                  tolerance)
+            row, found = _compare(kind, batch, ref, outputs, decode, image_size, udp,
+                                  with_keypoints, tolerance)
             rows.append(row)
             problems += found
     if problems:
@@ -82,7 +83,7 @@ def _check_graph(path: Path) -> None:
         raise VerificationError(f"onnx.checker rejected the exported graph: {e}") from None
 
 
-def _jax_functions(model: object, image_size: int
+def _jax_functions(model: object, image_size: int, udp: bool
                    ) -> tuple[Callable[[np.ndarray], np.ndarray],
                               Callable[[np.ndarray], np.ndarray]]:
     """(NHWC images -> JAX heatmaps (N, H, W, K), heatmaps -> decoded (N, K, 3)), jitted."""
@@ -93,14 +94,14 @@ def _jax_functions(model: object, image_size: int
 
     graphdef, state = nnx.split(model)
     forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
-    decode = jax.jit(decode_heatmaps, static_argnums=1)
+    decode = jax.jit(decode_heatmaps, static_argnums=(1, 2))
     return (lambda x: np.asarray(forward(state, x)),
-            lambda heatmaps: np.asarray(decode(heatmaps, image_size)))
+            lambda heatmaps: np.asarray(decode(heatmaps, image_size, udp)))
 
 
 def _compare(kind: str, batch: int, ref: np.ndarray, outputs: list[np.ndarray],
-             decode: Callable[[np.ndarray], np.ndarray], image_size: int, with_keypoints: bool,
-             tolerance: float) -> tuple[ParityRow, list[str]]:
+             decode: Callable[[np.ndarray], np.ndarray], image_size: int, udp: bool,
+             with_keypoints: bool, tolerance: float) -> tuple[ParityRow, list[str]]:
     """One run's ParityRow and problems: onnxruntime `outputs` vs JAX heatmaps `ref`."""
     from interop.convert import nchw_to_nhwc, nhwc_to_nchw
 
@@ -120,7 +121,8 @@ def _compare(kind: str, batch: int, ref: np.ndarray, outputs: list[np.ndarray],
     equal = np.all(got_kp[..., :2] == ref_kp[..., :2], axis=-1)
     tied = 0
     for n, k in np.argwhere(~equal):
-        if _near_tie(ref[n, :, :, k], ref_kp[n, k, :2], got_kp[n, k, :2], 2 * diff, image_size):
+        if _near_tie(ref[n, :, :, k], ref_kp[n, k, :2], got_kp[n, k, :2], 2 * diff, image_size,
+                     udp):
             tied += 1
         else:
             problems.append(f"{where}: keypoint {k} of image {n} decodes to {got_kp[n, k, :2]} "
@@ -132,13 +134,15 @@ def _compare(kind: str, batch: int, ref: np.ndarray, outputs: list[np.ndarray],
 
 
 def _near_tie(ref: np.ndarray, ref_xy: np.ndarray, got_xy: np.ndarray, margin: float,
-              image_size: int) -> bool:
+              image_size: int, udp: bool = False) -> bool:
     """Whether a decoded-position difference is explained by values within `margin` in `ref`.
 
     ref: one heatmap (H, W) of the reference; positions in input pixels.
     """
+    from signlang_jax.codec import input_ratio
+
     h, w = ref.shape
-    ratio = image_size / w
+    ratio = input_ratio(image_size, w, udp)
     # Undo the quarter-pixel shift: round to the nearest heatmap pixel.
     rx, ry = (int(round(v / ratio)) for v in ref_xy)
     gx, gy = (int(round(v / ratio)) for v in got_xy)

@@ -35,8 +35,10 @@ def _blur(heatmaps: np.ndarray, kernel_size: int) -> np.ndarray:
 
 
 def dark_refine(heatmaps: np.ndarray, keypoints: np.ndarray, image_size: int,
-                sigma: float) -> np.ndarray:
-    """(N, K, 3) keypoints (input pixels) refined from (N, K, H, W) heatmaps; scores kept."""
+                sigma: float, udp: bool = False) -> np.ndarray:
+    """(N, K, 3) keypoints (input pixels) refined from (N, K, H, W) heatmaps; scores kept.
+
+    udp: the heatmaps use UDP coordinates (`model.udp`, `codec.input_ratio`)."""
     hm = np.asarray(heatmaps, np.float64)
     n, k, h, w = hm.shape
     blurred = _blur(hm, dark_kernel_size(sigma))
@@ -60,7 +62,7 @@ def dark_refine(heatmaps: np.ndarray, keypoints: np.ndarray, image_size: int,
     safe = np.where(inner, det, 1.0)
     off_x = np.where(inner, -(dyy * dx - dxy * dy) / safe, 0.0)
     off_y = np.where(inner, -(dxx * dy - dxy * dx) / safe, 0.0)
-    ratio = image_size / w
+    ratio = (image_size - 1) / (w - 1) if udp else image_size / w  # codec.input_ratio
     out = np.array(keypoints, np.float32, copy=True)
     out[..., 0] = (x + off_x) * ratio
     out[..., 1] = (y + off_y) * ratio

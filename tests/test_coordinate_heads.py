@@ -169,3 +169,31 @@ def test_simcc_run_predicts_heatmaps_and_is_refused_by_export(train_config, tmp_
     with pytest.raises(ExportError, match="model.head='simcc'"):
         export_onnx(workdir, output)
     assert not output.exists()
+
+
+def test_udp_model_exports_and_onnxruntime_decodes_it_like_jax(train_config, tmp_path):
+    """A model.udp run exports (parity checked by the export itself, in-graph keypoints in the
+    UDP convention), says so in its metadata, and DARK in numpy reads it as JAX does."""
+    import onnx
+
+    from interop.to_onnx import export_onnx
+    from signlang_jax.inference.onnx_runtime import OnnxModel
+    from signlang_jax.inference.predictor import Predictor
+    from signlang_jax.inference.restore import load_checkpoint
+    from signlang_jax.training.train import train_and_evaluate
+
+    train_config.model.udp = True
+    train_config.train.num_steps = 2
+    workdir = tmp_path / "udp_run"
+    train_and_evaluate(train_config, workdir)
+    output = tmp_path / "udp.onnx"
+    export_onnx(workdir, output, with_keypoints=True)
+    meta = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
+    assert meta["heatmap_coordinates"] == "udp" and "x_heatmap * 31 / 7" in meta["decoding"]
+    loaded = load_checkpoint(workdir)
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    for decoder, tolerance in (("argmax", 1e-4), ("dark", 0.05)):
+        want, _ = Predictor(loaded.model, loaded.config, decoder).predict_batch(pixels)
+        got = OnnxModel(output, decoder=decoder).predict_batch(pixels)
+        close = np.abs(got[..., :2] - want[..., :2]).max(-1) < tolerance
+        assert close.mean() > 0.95, (decoder, close.mean())  # but for rare argmax near-ties

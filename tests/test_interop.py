@@ -298,7 +298,7 @@ def test_export_parity_metadata_and_keypoints(exported):
     assert json.loads(meta["keypoint_names"]) == list(KEYPOINT_NAMES)
     assert json.loads(meta["flip_permutation"]) == list(FLIP_PERMUTATION)
     assert (meta["input_size"], meta["heatmap_size"], meta["backbone"]) == ("32", "8", "resnet18")
-    assert float(meta["sigma"]) == 1.0
+    assert float(meta["sigma"]) == 1.0 and meta["heatmap_coordinates"] == "plain"
     names = [o.name for o in model.graph.output]
     assert [i.name for i in model.graph.input] == ["images"] and names == ["heatmaps", "keypoints"]
 

@@ -83,6 +83,8 @@ class OnnxModel:
                                  "the 'sigma' metadata; re-export it with python -m "
                                  "interop.to_onnx ... --with-keypoints")
         self._heatmaps_index = outputs.index("heatmaps") if "heatmaps" in outputs else None
+        # Files exported before the field existed use the plain convention.
+        self._udp = self.metadata.get("heatmap_coordinates", "plain") == "udp"
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, K, 3) keypoints in input pixels for uint8 (N, S, S, 3) RGB images."""
@@ -95,7 +97,7 @@ class OnnxModel:
         keypoints = outputs[self._keypoints_index]
         if self.decoder == "dark":
             keypoints = dark_refine(outputs[self._heatmaps_index], keypoints, self.input_size,
-                                    float(self.metadata["sigma"]))
+                                    float(self.metadata["sigma"]), self._udp)
         return keypoints
 
 
