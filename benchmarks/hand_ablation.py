@@ -6,8 +6,8 @@
 Every variant trains `configs/demo_hand.py` with its overrides. Equal time, not equal steps:
 a short pilot run measures each variant's training images/s, and its step count is the
 baseline's 1500 scaled by its speed relative to the baseline's (so a bigger crop trains fewer
-steps). Variants whose step does the baseline's arithmetic (SAME_COMPUTE) train the baseline's
-steps: their pilots differ only by the machine's noise (up to 15% on this shared 2-core one).
+steps). Variants whose step costs what another's does (SAME_COMPUTE) share its pilot: pilots of
+equal work differ by the machine's noise alone (up to 15% on this shared 2-core one).
 Each run is then scored as the second stage of the demo body model on the val split
 (`python -m signlang_jax.evaluate --hand-checkpoint`, both hands): hand PCK@0.05 (whole-body
 box), own-box PCK@0.2 and EPE, with argmax and with DARK decoding of the hand heatmaps. Prints
@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 BASE_STEPS = 1500
+BASELINE = "baseline (96 px crops, width 32, occluded weight 0.5)"
 VARIANTS: dict[str, list[str]] = {
-    "baseline (96 px crops, width 32, occluded weight 0.5)": [],
+    BASELINE: [],
     "occluded weight 0": ["--config.data.occluded_weight=0.0"],
     "occluded weight 1": ["--config.data.occluded_weight=1.0"],
     "128 px crops": ["--config.data.image_size=128", "--config.model.heatmap_size=32"],
@@ -47,9 +48,14 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-# Loss weights and target coordinates change no array shape: the step costs what the baseline's
-# does. (The occluded-weight rows in docs/HANDS.md predate this and used their pilot's speed.)
-SAME_COMPUTE = {"occluded weight 0", "occluded weight 1", "UDP heatmap coordinates"}
+# Variants whose step costs exactly what another's does (loss weights, target coordinates and
+# label widths change no array shape) train that variant's steps: their own pilots would differ
+# only by the machine's noise. (The occluded-weight rows in docs/HANDS.md predate this rule.)
+SAME_COMPUTE = {
+    "occluded weight 0": BASELINE, "occluded weight 1": BASELINE,
+    "UDP heatmap coordinates": BASELINE,
+    "SimCC head, 1 deconv layer, sigma 6 px": "SimCC head, 1 deconv layer",
+}
 
 
 def slug(name: str) -> str:
@@ -99,18 +105,17 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(args.root)
     speed: dict[str, float] = {}
-    for name in args.variants:  # pilot runs: each variant's training speed
-        pilot = root / "pilot" / slug(name)
+    for name in dict.fromkeys(SAME_COMPUTE.get(n, n) for n in [BASELINE, *args.variants]):
+        pilot = root / "pilot" / slug(name)  # pilot runs: each variant's training speed
         if not (pilot / "metrics.jsonl").is_file():
             train(pilot, args.data, VARIANTS[name] + ["--config.train.log_every_steps=10"],
                   0, 120)
         speed[name] = images_per_second(pilot)
-    base = speed.get(next(iter(VARIANTS)))
     rows = {}
     for name in args.variants:
-        steps = (BASE_STEPS if base is None or name in SAME_COMPUTE
-                 else round(BASE_STEPS * speed[name] / base))
-        rows[name] = {"steps": steps, "images_per_sec": round(speed[name], 1), "seeds": {}}
+        pace = speed[SAME_COMPUTE.get(name, name)]
+        steps = round(BASE_STEPS * pace / speed[BASELINE])
+        rows[name] = {"steps": steps, "images_per_sec": round(pace, 1), "seeds": {}}
         for seed in args.seeds:
             run = root / f"{slug(name)}_seed{seed}"
             seconds = train(run, args.data, VARIANTS[name], seed, steps)
