@@ -86,11 +86,12 @@ def get_config() -> ml_collections.ConfigDict:
     model.heatmap_size = 128  # must equal the model's output size: image_size / 4 by default
     model.sigma = 2.0  # Gaussian target sigma in heatmap pixels
     # Heatmap coordinates: False = x * heatmap_size / image_size; True = UDP's (size - 1) ratio
-    # (signlang_jax/codec.py; an ablation in docs/HANDS.md).
+    # (signlang_jax/codec.py). configs/hand.py uses True: it won the hand ablation (docs/HANDS.md).
     model.udp = False
     # heatmap (SimpleBaseline, the exported contract) | simcc: x and y classification over
     # image_size * simcc_split bins each (RTMPose), with heatmap_size = image_size * simcc_split
     # and sigma in bins; read as heatmaps by every decoder (signlang_jax/models/simcc_head.py).
+    # SimCC lost the hand ablation at equal time (docs/HANDS.md) and does not export to ONNX.
     model.head = "heatmap"
     model.simcc_split = 2
     model.simcc_hidden = 256

@@ -21,8 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.heatmap_size = 32
     config.model.deconv_filters = 128
     config.model.sigma = 1.5
-    # UDP heatmap coordinates: +0.005 hand PCK@0.05 (+0.006 with DARK) on each of 4 seeds at
-    # equal time (docs/HANDS.md, ablations); exported files say so in their metadata.
+    # UDP heatmap coordinates: hand PCK@0.05 +0.005 (argmax) and +0.006 (DARK), means of 4 seeds
+    # at equal time, better on every seed (docs/HANDS.md, ablations); exports say so in their
+    # metadata (heatmap_coordinates).
     config.model.udp = True
     # The hand crop's own augmentation replaces the body's geometry (config.hand_crop: shift,
     # scale 0.7-1.3, rotation +-180); no flip: right hands are mirrored into left ones already.

@@ -7,9 +7,9 @@ The convention, written once (training, evaluation, inference and export all cal
   r = 1/4). Heatmap pixel centres are the integers 0..heatmap_size-1. With `udp=True`
   (`model.udp`, Huang et al. 2020's unbiased data processing) r = (heatmap_size - 1) /
   (image_size - 1) instead: the first and last pixel centres of image and heatmap coincide, so a
-  mirrored heatmap lines up with the mirrored image exactly. The choice is an ablation
-  (docs/HANDS.md): both conventions decode what they encode, and our augmentation is exact in
-  either, so the plain one stays the default.
+  mirrored heatmap lines up with the mirrored image exactly. Both decode what they encode and
+  our augmentation is exact in either; UDP won the hand model's ablation (docs/HANDS.md), so
+  configs/hand.py uses it, while the body model keeps the plain convention.
 - Targets are *unbiased* Gaussians: exp(-((u - x r)^2 + (v - y r)^2) / (2 sigma^2)) evaluated on
   the whole grid at the exact sub-pixel centre, peak 1 when the centre is on a pixel; sigma is in
   heatmap pixels (2 at 128 x 128). Keypoints with weight 0 get an all-zero target.
