@@ -14,10 +14,7 @@ What a workdir remembers of earlier starts (and how a resume compares with it) i
 
 from __future__ import annotations
 
-import math
-import numbers
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 import ml_collections
 
@@ -35,6 +32,23 @@ from signlang_jax.training.validation import (
     metric_names,
     split_source_metric,
 )
+from signlang_jax.training.value_checks import (
+    FRACTION,
+    FRACTION_BELOW_1,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    Check,
+    boolean,
+    boundaries,
+    coordinator,
+    integer,
+    is_int,
+    number,
+    one_of,
+    string,
+)
 
 # Enums the trainer dispatches on (train.py's make_optimizer / make_schedule).
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -46,104 +60,13 @@ MAX_DECONV_LAYERS = 5
 TASK_KEYPOINTS = {"wholebody": NUM_KEYPOINTS, "hand": NUM_HAND_KEYPOINTS}
 
 
-# A check takes a field's value and returns the broken rule ("must be ...") or None.
-Check = Callable[[object], str | None]
-
-
 # ----------------------------------------------------------------------------- field checks
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _got(value: object) -> str:
-    """Suffix naming a wrong type or a non-finite number, '' for a finite number."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return "" if math.isfinite(value) else " (not inf or nan)"
-    return _type(value)
-
-
-def _type(value: object) -> str:
-    return f" (got {type(value).__name__})"
-
-
-def _integer(minimum: int | None = None, maximum: int | None = None) -> Check:
-    """Check: an int (not a bool) in [minimum, maximum] (either bound optional)."""
-    if minimum is not None and maximum is not None:
-        rule = f"must be an integer in {minimum}..{maximum}"
-    else:
-        rule = {None: "must be an integer", 0: "must be an integer >= 0",
-                1: "must be a positive integer"}[minimum]
-
-    def check(value: object) -> str | None:
-        if not _is_int(value):
-            return rule + _got(value)
-        too_small = minimum is not None and value < minimum
-        too_large = maximum is not None and value > maximum
-        return rule if too_small or too_large else None
-
-    return check
-
-
-def _number(rule: str, accept: Callable[[float], bool]) -> Check:
-    """Check: a finite int or float (not a bool) for which `accept` holds; `rule` says which."""
-
-    def check(value: object) -> str | None:
-        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value):
-            return "must be a number" + rule + _got(value)
-        return None if accept(value) else "must be a number" + rule
-
-    return check
-
-
-POSITIVE = _number(" > 0", lambda v: v > 0)
-NON_NEGATIVE = _number(" >= 0", lambda v: v >= 0)
-FRACTION = _number(" in [0, 1]", lambda v: 0 <= v <= 1)
-FRACTION_BELOW_1 = _number(" in [0, 1)", lambda v: 0 <= v < 1)
-
-
-def _one_of(choices: Sequence[object]) -> Check:
-    """Check: one of `choices` (same type too: True is not the kernel size 1)."""
-    rule = "must be one of " + ", ".join(repr(c) for c in choices)
-
-    def check(value: object) -> str | None:
-        ok = any(type(value) is type(c) and value == c for c in choices)
-        return None if ok else rule
-
-    return check
-
-
 def _keypoint_count(value: object) -> str | None:
-    ok = _is_int(value) and value in TASK_KEYPOINTS.values()
+    ok = is_int(value) and value in TASK_KEYPOINTS.values()
     return None if ok else (f"must be {NUM_KEYPOINTS} (the keypoint schema's size, "
                             f"keypoints.py) or {NUM_HAND_KEYPOINTS} for the hand model")
-
-
-def _string(value: object) -> str | None:
-    return None if isinstance(value, str) else "must be a string" + _type(value)
-
-
-def _boolean(value: object) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False" + _type(value)
-
-
-def _boundaries(value: object) -> str | None:
-    """Check: step-schedule boundaries, increasing fractions of training in (0, 1)."""
-    rule = "must be increasing fractions in (0, 1), e.g. (0.7, 0.9)"
-    if not isinstance(value, (list, tuple)):
-        return rule + _type(value)
-    numbers_ok = all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 < b < 1
-                     for b in value)
-    increasing = all(a < b for a, b in zip(value, value[1:], strict=False))
-    return None if numbers_ok and increasing else rule
-
-
-def _coordinator(value: object) -> str | None:
-    if not isinstance(value, str):
-        return "must be HOST:PORT or empty" + _type(value)
-    return None if value == "" or re.fullmatch(r"\S+:\d+", value) else "must be HOST:PORT or empty"
 
 
 def _sources(value: object) -> str | None:
@@ -162,28 +85,25 @@ def _best_metric(value: object) -> str | None:
             + ", or 'val/SOURCE/...' with a data.sources name")
 
 
-POSITIVE_INT = _integer(1)
-NON_NEGATIVE_INT = _integer(0)
-
 # Every field of configs/default.py and its own rule; rules across fields are in _cross_checks.
 FIELD_CHECKS: dict[str, Check] = {
-    "seed": _integer(),
-    "task": _one_of(tuple(TASK_KEYPOINTS)),
-    "data.root": _string,
+    "seed": integer(),
+    "task": one_of(tuple(TASK_KEYPOINTS)),
+    "data.root": string,
     "data.sources": _sources,
-    "data.format": _one_of(FORMATS),
-    "data.images_dir": _string,
-    "data.labels_dir": _string,
+    "data.format": one_of(FORMATS),
+    "data.images_dir": string,
+    "data.labels_dir": string,
     "data.image_size": POSITIVE_INT,
     "data.val_fraction": FRACTION_BELOW_1,
     "data.num_workers": NON_NEGATIVE_INT,
     "data.worker_buffer_size": POSITIVE_INT,
     "data.read_threads": NON_NEGATIVE_INT,
-    "data.skip_invalid": _boolean,
-    "data.decode_check": _boolean,
+    "data.skip_invalid": boolean,
+    "data.decode_check": boolean,
     "data.synthetic_num": NON_NEGATIVE_INT,
     "data.synthetic_size": POSITIVE_INT,
-    "data.synthetic_seed": _integer(),
+    "data.synthetic_seed": integer(),
     "data.occluded_weight": FRACTION,
     "augment.flip_prob": FRACTION,
     "augment.scale_min": POSITIVE,
@@ -198,36 +118,36 @@ FIELD_CHECKS: dict[str, Check] = {
     "augment.hue_deg": NON_NEGATIVE,
     "augment.blur_prob": FRACTION,
     "augment.blur_sigma_max": NON_NEGATIVE,
-    "model.name": _one_of(tuple(BACKBONES)),
+    "model.name": one_of(tuple(BACKBONES)),
     "model.width": POSITIVE_INT,
     "model.num_keypoints": _keypoint_count,
-    "model.deconv_layers": _integer(1, MAX_DECONV_LAYERS),
+    "model.deconv_layers": integer(1, MAX_DECONV_LAYERS),
     "model.deconv_filters": POSITIVE_INT,
-    "model.deconv_kernel": _one_of(tuple(sorted(DECONV_PADDING))),
-    "model.final_kernel": _one_of(FINAL_KERNELS),
+    "model.deconv_kernel": one_of(tuple(sorted(DECONV_PADDING))),
+    "model.final_kernel": one_of(FINAL_KERNELS),
     "model.heatmap_size": POSITIVE_INT,
     "model.sigma": POSITIVE,
-    "model.dtype": _one_of(("auto", *DTYPES)),
-    "model.deconv_impl": _one_of(("auto", *DECONV_IMPLS)),
-    "model.pretrained_backbone": _string,
-    "model.udp": _boolean,
-    "model.head": _one_of(HEADS),
+    "model.dtype": one_of(("auto", *DTYPES)),
+    "model.deconv_impl": one_of(("auto", *DECONV_IMPLS)),
+    "model.pretrained_backbone": string,
+    "model.udp": boolean,
+    "model.head": one_of(HEADS),
     "model.simcc_split": POSITIVE_INT,
     "model.simcc_hidden": POSITIVE_INT,
-    "optim.name": _one_of(OPTIMIZERS),
+    "optim.name": one_of(OPTIMIZERS),
     "optim.lr": POSITIVE,
     "optim.b1": FRACTION_BELOW_1,
     "optim.b2": FRACTION_BELOW_1,
     "optim.weight_decay": NON_NEGATIVE,
-    "optim.schedule": _one_of(SCHEDULES),
+    "optim.schedule": one_of(SCHEDULES),
     "optim.warmup_steps": NON_NEGATIVE_INT,
     "optim.final_lr_fraction": FRACTION,
-    "optim.step_boundaries": _boundaries,
+    "optim.step_boundaries": boundaries,
     "optim.step_factor": FRACTION,
     "optim.grad_clip": NON_NEGATIVE,
     "optim.accumulate_steps": POSITIVE_INT,
     "optim.max_skipped_steps": NON_NEGATIVE_INT,
-    "optim.ema": _boolean,
+    "optim.ema": boolean,
     "optim.ema_decay": FRACTION_BELOW_1,
     "train.batch_size": POSITIVE_INT,
     "train.epochs": NON_NEGATIVE_INT,  # >= 1 unless num_steps > 0: see _cross_checks
@@ -237,23 +157,23 @@ FIELD_CHECKS: dict[str, Check] = {
     "train.checkpoint_every_steps": POSITIVE_INT,
     "train.keep_checkpoints": POSITIVE_INT,
     "train.best_metric": _best_metric,
-    "train.on_data_change": _one_of(DATA_CHANGE_POLICIES),
+    "train.on_data_change": one_of(DATA_CHANGE_POLICIES),
     "train.num_val_images": NON_NEGATIVE_INT,
     "hand_crop.margin": NON_NEGATIVE,
     "hand_crop.min_side": NON_NEGATIVE,
     "hand_crop.fallback_side": POSITIVE,
     "hand_crop.score_threshold": FRACTION,
-    "hand_crop.min_points": _integer(1, NUM_HAND_KEYPOINTS),
-    "hand_crop.reach": _number("", lambda v: True),
-    "hand_crop.align": _boolean,
+    "hand_crop.min_points": integer(1, NUM_HAND_KEYPOINTS),
+    "hand_crop.reach": number("", lambda v: True),
+    "hand_crop.align": boolean,
     "hand_crop.shift": NON_NEGATIVE,
     "hand_crop.scale_min": POSITIVE,
     "hand_crop.scale_max": POSITIVE,
-    "hand_crop.rotation_deg": _number(" in [0, 180]", lambda v: 0 <= v <= 180),
-    "distributed.coordinator": _coordinator,
+    "hand_crop.rotation_deg": number(" in [0, 180]", lambda v: 0 <= v <= 180),
+    "distributed.coordinator": coordinator,
     "distributed.num_processes": POSITIVE_INT,
     "distributed.process_id": NON_NEGATIVE_INT,
-    "distributed.auto": _boolean,
+    "distributed.auto": boolean,
     "distributed.timeout": POSITIVE_INT,
 }
 
