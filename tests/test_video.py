@@ -446,12 +446,42 @@ def test_cli_tracks_and_smooths_by_default(constant_model, tmp_path):
     assert settings["smoothing"] == {"kind": "causal", **dataclasses.asdict(OneEuroParams())}
 
 
+def test_every_numeric_flag_out_of_range_is_refused_before_any_work(constant_model, tmp_path,
+                                                                    capsys):
+    """The issue's silent switches (exit 0, a stage off) and NaN: one line per flag, exit 2,
+    nothing created."""
+    body, _ = constant_model
+    out = tmp_path / "never_made"
+    cases = [("--track-threshold", "5", "--track-threshold 5.0: expected a value in [0, 1] (a "
+              "point at or above this score is confident)"),
+             ("--smooth-threshold", "7", "--smooth-threshold 7.0: expected a value in [0, 1]"),
+             ("--hand-min-score", "5", "--hand-min-score 5.0: expected a value in [0, 1]"),
+             ("--threads", "-3", "--threads -3: expected a value in [0, 1024]"),
+             ("--fps", "nan", "--fps nan: expected a value in (0, 1000]"),
+             ("--track-min-points", "0", "--track-min-points 0: expected a value in [1, 64]"),
+             ("--jump-gate", "-1", "--jump-gate -1.0: expected a value in [0, inf)"),
+             ("--min-cutoff", "inf", "--min-cutoff inf: expected a value in (0, inf)")]
+    all_flags = [word for flag, value, _ in cases for word in (flag, value)]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["x.mp4", "--out", str(out), "--onnx", str(body), *all_flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    for _, _, line in cases:  # every problem at once, each on its own line
+        assert line in err, err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        cli.main(["x.mp4", "--out", str(out), "--onnx", str(body), "--causal",
+                  "--smooth-confidence", "0.5", "0.2"])
+    assert "--smooth-confidence 0.5 0.2: expected 0 <= LOW < HIGH <= 1" in capsys.readouterr().err
+
+
 def test_cli_bad_arguments_are_usage_errors(constant_model, tmp_path, capsys):
     body, _ = constant_model
     for extra, message in ((["--format", "csv"], "--format"), (["--batch-size", "0"],
                            "--batch-size"), (["--hand-checkpoint", "x"], "--hand-checkpoint"),
                            (["--min-score", "-1"], "--min-score"),
-                           (["--smooth-window", "0"], "window=0"),
+                           (["--smooth-window", "0"], "--smooth-window 0.0: expected a value "
+                                                      "in (0, inf)"),
                            (["--smooth-degree", "3"], "--smooth-degree")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["x.mp4", "--out", str(tmp_path), "--onnx", str(body), *extra])

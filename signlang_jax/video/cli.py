@@ -40,6 +40,7 @@ from signlang_jax.inference.cli_args import add_dtype_argument
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
 from signlang_jax.inference.onnx_runtime import DECODERS, load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
+from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
@@ -194,12 +195,9 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     if not formats or unknown:
         raise ValueError(f"--format {args.format!r}: expected a comma-separated list of "
                          f"{', '.join(FORMATS)}")
-    if not args.min_score >= 0:
-        raise ValueError(f"--min-score {args.min_score}: expected a score >= 0")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size {args.batch_size}: expected at least 1")
-    if not args.fps > 0:
-        raise ValueError(f"--fps {args.fps}: expected a positive frame rate")
+    problems = flag_problems(args)
+    if problems:
+        raise ValueError("\n".join(problems))
     if args.hand_onnx and not args.onnx or args.hand_checkpoint and not args.checkpoint:
         raise ValueError("--hand-onnx goes with --onnx, --hand-checkpoint with --checkpoint")
     tracking = None if args.no_tracking else TrackingParams(
