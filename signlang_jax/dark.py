@@ -1,10 +1,13 @@
-"""DARK sub-pixel decoding in numpy, for runtimes without JAX (onnxruntime, the video job).
+"""Heatmap decoding in numpy, for runtimes without JAX (onnxruntime, the video job).
 
-The same refinement as `signlang_jax.codec.dark_refine` (Zhang et al. 2020), step for step:
-blur each heatmap with the Gaussian DARK uses for the targets' sigma (zero padding, OpenCV's
-sigma for the kernel size), rescale it to its own maximum, take the log, and move the integer
-argmax by one Newton step -H^-1 grad; points within 2 heatmap pixels of the border keep the
-argmax. `tests/test_hand_onnx.py` checks that both give the same points.
+`decode_heatmaps` is `signlang_jax.codec.decode_heatmaps` (and the exported graphs' in-graph
+keypoints) in numpy, op for op in float32: it decodes files exported without `--with-keypoints`.
+`dark_refine` is `signlang_jax.codec.dark_refine` (Zhang et al. 2020), step for step: blur each
+heatmap with the Gaussian DARK uses for the targets' sigma (zero padding, OpenCV's sigma for the
+kernel size), rescale it to its own maximum, take the log, and move the integer argmax by one
+Newton step -H^-1 grad; points within 2 heatmap pixels of the border keep the argmax.
+`tests/test_hand_onnx.py` checks that both give the JAX codec's points. Heatmaps are (N, K, H, W)
+here, as onnxruntime returns them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,33 @@ import numpy as np
 # How heatmaps become points: the argmax with a quarter-pixel shift toward the larger neighbour
 # (`codec.decode_heatmaps`, the exported graphs' own keypoints), or DARK's refinement.
 DECODERS = ("argmax", "dark")
+
+
+def input_ratio(image_size: int, heatmap_size: int, udp: bool = False) -> float:
+    """Input pixels per heatmap pixel (`codec.input_ratio`: plain or UDP coordinates)."""
+    return (image_size - 1) / (heatmap_size - 1) if udp else image_size / heatmap_size
+
+
+def decode_heatmaps(heatmaps: np.ndarray, image_size: int, udp: bool = False) -> np.ndarray:
+    """(N, K, 3) keypoints in input pixels and scores from (N, K, H, W) heatmaps: per channel
+    argmax (the first maximum), score = the maximum, a quarter-pixel shift toward the larger
+    neighbour where both neighbours exist, then to input pixels."""
+    n, k, h, w = heatmaps.shape
+    flat = np.asarray(heatmaps, np.float32).reshape(n, k, h * w)
+    index = flat.argmax(-1)
+    score = flat.max(-1)
+    y, x = index // w, index % w
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+        return np.take_along_axis(flat, (yy * w + xx)[..., None], axis=-1)[..., 0]
+
+    dx = np.where((x > 0) & (x < w - 1), np.sign(at(y, x + 1) - at(y, x - 1)), 0)
+    dy = np.where((y > 0) & (y < h - 1), np.sign(at(y + 1, x) - at(y - 1, x)), 0)
+    ratio = np.float32(input_ratio(image_size, w, udp))
+    xs = (x.astype(np.float32) + np.float32(0.25) * dx.astype(np.float32)) * ratio
+    ys = (y.astype(np.float32) + np.float32(0.25) * dy.astype(np.float32)) * ratio
+    return np.stack([xs, ys, score], axis=-1)
 
 
 def dark_kernel_size(sigma: float) -> int:
@@ -62,7 +92,7 @@ def dark_refine(heatmaps: np.ndarray, keypoints: np.ndarray, image_size: int,
     safe = np.where(inner, det, 1.0)
     off_x = np.where(inner, -(dyy * dx - dxy * dy) / safe, 0.0)
     off_y = np.where(inner, -(dxx * dy - dxy * dx) / safe, 0.0)
-    ratio = (image_size - 1) / (w - 1) if udp else image_size / w  # codec.input_ratio
+    ratio = input_ratio(image_size, w, udp)
     out = np.array(keypoints, np.float32, copy=True)
     out[..., 0] = (x + off_x) * ratio
     out[..., 1] = (y + off_y) * ratio

@@ -235,8 +235,9 @@ def test_unusable_onnx_files_are_refused_naming_the_file(exported, tmp_path):
             OnnxPredictor(*args)
 
     no_keypoints = rewritten(hand_path, tmp_path / "heatmaps_only.onnx", drop_output="keypoints")
-    refused(f"{no_keypoints}: outputs ['heatmaps'] have no 'keypoints'; export it with "
-            "python -m interop.to_onnx ... --with-keypoints", body_path, no_keypoints)
+    no_outputs = rewritten(no_keypoints, tmp_path / "no_outputs.onnx", drop_output="heatmaps")
+    refused(f"{no_outputs}: outputs [] have neither 'keypoints' nor 'heatmaps'; export it with "
+            "python -m interop.to_onnx", body_path, no_outputs)
     refused(f"{body_path}: metadata task='wholebody'; expected a hand model", body_path,
             body_path)
     refused(f"{hand_path}: metadata task='hand'; expected the whole-body model", hand_path,
@@ -305,6 +306,34 @@ def test_video_job_tracks_hands_and_smooths_offline_by_default(exported, tmp_pat
     body_rule = SequenceProcessor(pair, 64, 64, 25.0, TrackingParams(), None, None)
     np.testing.assert_allclose(
         still_rule, np.concatenate([body_rule.process([f]).raw for f in clip]), atol=1e-4)
+
+
+def test_heatmap_only_exports_decode_to_the_in_graph_keypoints(exported, tmp_path):
+    """An export without --with-keypoints (the seed's heatmap contract) is decoded in numpy by
+    the in-graph rule: the same points, bit for bit, with either decoder."""
+    body_path, hand_path = exported
+    rng = np.random.default_rng(4)
+    for path, task in ((body_path, "wholebody"), (hand_path, "hand")):
+        bare = rewritten(path, tmp_path / f"bare_{task}.onnx", drop_output="keypoints")
+        size = OnnxModel(path, task=task).input_size
+        images = rng.integers(0, 256, (5, size, size, 3), dtype=np.uint8)
+        for decoder in ("argmax", "dark"):
+            want = OnnxModel(path, task=task, decoder=decoder).predict_batch(images)
+            got = OnnxModel(bare, task=task, decoder=decoder).predict_batch(images)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_argmax_decoder_is_the_jax_codec_exactly():
+    import jax.numpy as jnp
+
+    from signlang_jax import codec, dark
+
+    maps = np.random.default_rng(5).random((3, 21, 24, 24)).astype(np.float32)
+    maps[0, 0] = 0.0  # a flat map: the first maximum, as argmax everywhere
+    for udp in (False, True):
+        want = np.asarray(codec.decode_heatmaps(jnp.asarray(maps.transpose(0, 2, 3, 1)), 96,
+                                                udp))
+        np.testing.assert_array_equal(dark.decode_heatmaps(maps, 96, udp), want)
 
 
 def test_numpy_dark_matches_the_jax_codec():

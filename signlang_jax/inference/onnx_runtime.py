@@ -6,8 +6,9 @@
 The body graph runs on the letterboxed image (the same square as `letterbox_matrix` and the JAX
 `Predictor`, cut by the video job's `RegionPredictor`); the hand graph runs through the same
 `HandStage` as the JAX path, with the crop rule stored in the hand file's metadata, so both paths
-cut identical crops from identical body points. Both files must be exported with
-`--with-keypoints` (decoding inside the graph).
+cut identical crops from identical body points. A file exported with `--with-keypoints` gives
+its decoded keypoints; one without (the original project's heatmap-only contract) is decoded
+here in numpy by the same rule (`signlang_jax.dark.decode_heatmaps`, identical points).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from signlang_jax.crop import HandCropRule, Region, full_frame_region
-from signlang_jax.dark import DECODERS, dark_refine
+from signlang_jax.dark import DECODERS, dark_refine, decode_heatmaps
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE, HandStage
 from signlang_jax.inference.region import RegionPredictor
 
@@ -58,9 +59,9 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path}: onnxruntime cannot load it: {e}") from None
         self.metadata = self._session.get_modelmeta().custom_metadata_map
         outputs = [o.name for o in self._session.get_outputs()]
-        if "keypoints" not in outputs:
-            raise OnnxModelError(f"{self.path}: outputs {outputs} have no 'keypoints'; export "
-                                 "it with python -m interop.to_onnx ... --with-keypoints")
+        if "keypoints" not in outputs and "heatmaps" not in outputs:
+            raise OnnxModelError(f"{self.path}: outputs {outputs} have neither 'keypoints' nor "
+                                 "'heatmaps'; export it with python -m interop.to_onnx")
         for key in ("input_size", "task"):
             if key not in self.metadata:
                 raise OnnxModelError(f"{self.path}: metadata field {key!r} is missing; export "
@@ -76,12 +77,12 @@ class OnnxModel:
                                  f"expected one 'images' (N, 3, {self.input_size}, "
                                  f"{self.input_size}) as metadata input_size says; export it "
                                  "with python -m interop.to_onnx")
-        self._keypoints_index = outputs.index("keypoints")
+        self._keypoints_index = outputs.index("keypoints") if "keypoints" in outputs else None
         self.decoder = decoder
         if decoder == "dark" and ("heatmaps" not in outputs or "sigma" not in self.metadata):
             raise OnnxModelError(f"{self.path}: DARK decoding needs the 'heatmaps' output and "
                                  "the 'sigma' metadata; re-export it with python -m "
-                                 "interop.to_onnx ... --with-keypoints")
+                                 "interop.to_onnx")
         self._heatmaps_index = outputs.index("heatmaps") if "heatmaps" in outputs else None
         # Files exported before the field existed use the plain convention.
         self._udp = self.metadata.get("heatmap_coordinates", "plain") == "udp"
@@ -94,7 +95,11 @@ class OnnxModel:
         except Exception as e:  # onnxruntime's own error types
             raise OnnxModelError(f"{self.path}: onnxruntime failed on a batch of shape "
                                  f"{x.shape}: {e}") from None
-        keypoints = outputs[self._keypoints_index]
+        if self._keypoints_index is None:  # a heatmap-only export: the in-graph rule, here
+            keypoints = decode_heatmaps(outputs[self._heatmaps_index], self.input_size,
+                                        self._udp)
+        else:
+            keypoints = outputs[self._keypoints_index]
         if self.decoder == "dark":
             keypoints = dark_refine(outputs[self._heatmaps_index], keypoints, self.input_size,
                                     float(self.metadata["sigma"]), self._udp)

@@ -71,8 +71,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = model.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="whole-body training workdir, optionally with "
                         ":best, :latest or :STEP (JAX)")
-    source.add_argument("--onnx", help="whole-body ONNX file exported with --with-keypoints "
-                        "(onnxruntime; imports neither JAX nor torch)")
+    source.add_argument("--onnx", help="whole-body ONNX file from python -m interop.to_onnx, "
+                        "with or without --with-keypoints (onnxruntime; imports neither JAX "
+                        "nor torch)")
     model.add_argument("--step", default=None, help="with --checkpoint: best, latest or a step")
     add_dtype_argument(model)
     model.add_argument("--hand-checkpoint", default=None,
