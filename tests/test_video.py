@@ -303,17 +303,53 @@ def test_find_inputs_files_folders_globs_frames_and_problems(tmp_path):
                                     str(tmp_path / "notes.txt"), str(tmp_path / "empty"),
                                     str(tmp_path / "missing.mp4"), str(other / "a.mp4")])
     assert [(i.name, i.path, len(i.frames)) for i in inputs] == [
-        ("a", a, 0), ("b", b, 0), ("signer1", frames, 3)]
+        ("b", b, 0), ("signer1", frames, 3)]  # both a.mp4 refused: they would write one 'a'
     assert len(problems) == 4
     assert "notes.txt: not a video file" in problems[0]
     assert "empty: no video files" in problems[1]
     assert "missing.mp4: no such file" in problems[2]
-    assert "output name 'a' is already taken" in problems[3]
+    assert problems[3].startswith(f"{a}, {other / 'a.mp4'}: would all write the output 'a'")
     # the same file twice (relative and absolute) is one input, not a clash
     same, problems = find_inputs([str(a), os.path.relpath(a)])
     assert len(same) == 1 and problems == []
     assert find_inputs([str(tmp_path / "*.txt")])[1] == [
         f"{tmp_path / '*.txt'}: matches no video file or folder of frames"]
+
+
+def test_corpus_folders_are_searched_and_outputs_mirror_their_paths(tmp_path):
+    """PHOENIX-style nested frame folders all called '1', videos at any depth, and a glob."""
+    corpus = tmp_path / "corpus"
+    for signer in ("a", "b"):
+        take = corpus / signer / "take" / "1"
+        take.mkdir(parents=True)
+        for i, frame in enumerate(blob_clip(2)):
+            cv2.imwrite(str(take / f"{i:02d}.png"), frame)
+    write_video(corpus / "a" / "extra.mp4", blob_clip(2))
+    (corpus / "b" / "images").mkdir()
+    cv2.imwrite(str(corpus / "b" / "images" / "0.png"), blob_clip(1)[0])
+    (corpus / ".cache").mkdir()
+    write_video(corpus / ".cache" / "hidden.mp4", blob_clip(2))
+    inputs, problems = find_inputs([str(corpus)])
+    assert problems == []
+    assert [i.name for i in inputs] == ["a/extra", "a/take/1", "b", "b/take/1"]
+    globbed, problems = find_inputs([str(corpus / "*" / "take" / "1")])
+    assert problems == [] and [i.name for i in globbed] == ["a/take/1", "b/take/1"]
+    assert find_inputs([str(corpus / "a" / "take" / "1")])[0][0].name == "1"
+
+
+def test_video_job_writes_corpus_outputs_below_out(constant_model, tmp_path):
+    body, _ = constant_model
+    corpus = tmp_path / "corpus"
+    for signer in ("a", "b"):
+        take = corpus / signer / "1"
+        take.mkdir(parents=True)
+        for i, frame in enumerate(blob_clip(3)):
+            cv2.imwrite(str(take / f"{i:02d}.png"), frame)
+    out = tmp_path / "out"
+    assert cli.main([str(corpus), "--out", str(out), "--onnx", str(body)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npz")) == [
+        "a/1.npz", "b/1.npz"]
+    assert read_npz(out / "b" / "1.npz").keypoints.shape == (3, 64, 3)
 
 
 def test_read_frames_in_order_and_errors_name_the_file(tmp_path):

@@ -1,6 +1,6 @@
-"""Video inputs: finding them (files, folders, globs, folders of frames) and decoding them, in a
-background thread for the video job (so decoding overlaps inference) or in order with only the
-wanted frames copied out (`decode_video`, for the `.pose` converter).
+"""Video inputs: finding them (files, folders searched recursively, globs, folders of frames) and
+decoding them, in a background thread for the video job (so decoding overlaps inference) or in
+order with only the wanted frames copied out (`decode_video`, for the `.pose` converter).
 
 Every video is read by `decode_video`, so one truncation rule holds for all: a container's frame
 count can be off by a frame or two, so a video that decodes fewer than 98% of the frames it
@@ -48,7 +48,7 @@ def is_truncated(decoded: int, announced: int) -> bool:
 class VideoInput:
     """One sequence to process: a video file, or a folder of frames sorted by name."""
 
-    name: str  # output file stem
+    name: str  # output stem below --out, "/"-separated: "clip", or "a/1" for corpus/a/1/
     path: Path
     frames: tuple[Path, ...] = ()  # empty for a video file
 
@@ -63,57 +63,112 @@ def _frames_in(folder: Path) -> tuple[Path, ...]:
                         if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS))
 
 
-def _from_folder(folder: Path) -> list[VideoInput]:
-    """The videos directly inside `folder`, or else `folder` itself as a folder of frames."""
-    videos = sorted(p for p in folder.iterdir()
-                    if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if videos:
-        return [VideoInput(p.stem, p) for p in videos]
-    frames = _frames_in(folder)
-    if not frames:
-        raise FileNotFoundError(f"{folder}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})"
-                                " and no image frames in this folder")
-    folder = folder.resolve()  # "." has no name of its own
-    name = folder.parent.name if folder.name in _FRAME_FOLDER_NAMES else folder.name
-    return [VideoInput(name, folder, frames)]
+def _folders_below(top: Path) -> Iterator[Path]:
+    """`top` and every folder below it, depth first in name order; hidden folders and folders
+    already seen (through a link) left out."""
+    seen: set[Path] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        if folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        yield folder
+        subfolders = sorted(p for p in folder.iterdir()
+                            if p.is_dir() and not p.name.startswith("."))
+        stack.extend(reversed(subfolders))
+
+
+def _output_name(path: Path, root: Path) -> str:
+    """The output stem of `path` (a video without its suffix, or a frame folder): its path
+    relative to `root` (the INPUT folder or glob root), "/"-separated, or its own name."""
+    path, root = path.resolve(), root.resolve()
+    if path == root or path in root.parents:
+        return path.name
+    return path.relative_to(root).as_posix()
+
+
+def _search(top: Path, root: Path) -> list[VideoInput]:
+    """Every video and folder of frames at or below `top`, named relative to `root`.
+
+    A folder holding videos gives those videos (image files beside them are not a clip); a folder
+    holding only images is a clip of frames, named after its parent if it is called `images` or
+    `frames`.
+    """
+    found = []
+    for folder in _folders_below(top):
+        videos = sorted(p for p in folder.iterdir()
+                        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if videos:
+            found += [VideoInput(_output_name(p.with_suffix(""), root), p) for p in videos]
+        elif frames := _frames_in(folder):
+            named = folder.resolve()
+            named = named.parent if named.name in _FRAME_FOLDER_NAMES else named
+            found.append(VideoInput(_output_name(named, root), folder.resolve(), frames))
+    if not found:
+        raise FileNotFoundError(f"{top}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) "
+                                "and no image frames in this folder or below it")
+    return found
+
+
+def _glob_root(spec: str) -> Path:
+    """The folder a glob's matches are named relative to: its leading parts without magic."""
+    parts = Path(spec).parts
+    fixed = parts[:next(i for i, p in enumerate(parts) if glob.has_magic(p))]
+    return Path(*fixed) if fixed else Path(".")
 
 
 def find_inputs(specs: list[str]) -> tuple[list[VideoInput], list[str]]:
     """(inputs, problems): every video and frame folder named by paths or globs, in order.
 
-    A problem (nothing matches, an unknown file type, two inputs that would write the same
-    output name) is reported and that spec skipped; the others are still returned.
+    A folder is searched recursively; each input's output name mirrors its path relative to the
+    folder (or glob root) it was found under, so `corpus/a/1/` and `corpus/b/1/` become `a/1`
+    and `b/1`; a file named by itself keeps its stem. A problem (nothing matches, an unknown file
+    type) is reported and that spec skipped; inputs that would still write the same output are
+    all refused, each naming the other. The same file found twice is one input.
     """
     inputs: list[VideoInput] = []
     problems: list[str] = []
     for spec in specs:
-        paths = [Path(p) for p in sorted(glob.glob(spec))] if glob.has_magic(spec) else [
-            Path(spec)]
+        magic = glob.has_magic(spec)
+        paths = [Path(p) for p in sorted(glob.glob(spec))] if magic else [Path(spec)]
         if not paths or not all(p.exists() for p in paths):
             problems.append(f"{spec}: no such file or folder")
             continue
         found = len(inputs)
         for path in paths:
+            root = _glob_root(spec) if magic else path
             if path.is_dir():
                 try:
-                    inputs.extend(_from_folder(path))
+                    inputs.extend(_search(path, root))
                 except FileNotFoundError as e:
                     problems.append(str(e))
             elif path.suffix.lower() in VIDEO_EXTENSIONS:
-                inputs.append(VideoInput(path.stem, path))
-            elif not glob.has_magic(spec):
+                name = _output_name(path.with_suffix(""), root) if magic else path.stem
+                inputs.append(VideoInput(name, path))
+            elif not magic:
                 problems.append(f"{path}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})"
                                 " or a folder of frames")
-        if glob.has_magic(spec) and len(inputs) == found:
+        if magic and len(inputs) == found:
             problems.append(f"{spec}: matches no video file or folder of frames")
-    unique: dict[str, VideoInput] = {}
+    return _unique(inputs, problems)
+
+
+def _unique(inputs: list[VideoInput], problems: list[str]
+            ) -> tuple[list[VideoInput], list[str]]:
+    """One input per file (the first name found), and none of those that share an output name."""
+    by_path: dict[Path, VideoInput] = {}
     for item in inputs:
-        if item.name in unique and unique[item.name].path.resolve() != item.path.resolve():
-            problems.append(f"{item.path}: its output name {item.name!r} is already taken by "
-                            f"{unique[item.name].path}; process them in separate --out folders")
-        else:
-            unique.setdefault(item.name, item)
-    return list(unique.values()), problems
+        by_path.setdefault(item.path.resolve(), item)
+    by_name: dict[str, list[VideoInput]] = {}
+    for item in by_path.values():
+        by_name.setdefault(item.name, []).append(item)
+    for name, items in by_name.items():
+        if len(items) > 1:
+            problems.append(f"{', '.join(str(i.path) for i in items)}: would all write the output "
+                            f"{name!r}; give their common folder as INPUT (outputs then mirror "
+                            "their paths) or process them in separate --out folders")
+    return [i for i in by_path.values() if len(by_name[i.name]) == 1], problems
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m signlang_jax.video", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="video files, folders of videos, globs (quoted), or folders of "
-                        "frames (images sorted by name)")
+                        help="video files, folders (searched recursively for videos and "
+                        "folders of frames; outputs mirror their paths below --out), quoted "
+                        "globs, or folders of frames (images sorted by name)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     _add_model_arguments(parser)
     _add_output_and_running_arguments(parser)
@@ -258,6 +259,8 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
         metadata={"model": model.description, "source": str(item.path),
                   "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands)),
                   "batch_size": str(job.batch_size), "signlang_jax_version": __version__})
+    for path in job.outputs(item):  # outputs mirror the input's folders below --out
+        path.parent.mkdir(parents=True, exist_ok=True)
     for fmt in job.formats:
         path = job.out / f"{item.name}.{fmt}"
         if fmt == "npz":
