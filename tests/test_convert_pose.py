@@ -426,8 +426,9 @@ def test_bad_videos_and_pairing(rec, tmp_path, capsys):
         writer.write(frame)
     writer.release()
     avi.write_bytes(avi.read_bytes()[:avi.stat().st_size // 2])
-    _refused(pose, avi, tmp_path, capsys, "broken.avi", "frames decoded (the file announces 12: "
-             "truncated or corrupt), but", "broken.pose has 12 (field 'frames')")
+    _refused(pose, avi, tmp_path, capsys, "broken.avi", "frames decoded, ending at",
+             "of the 0.48 s the file states (truncated or corrupt), but",
+             "broken.pose has 12 (field 'frames')")
     # folders: a .pose without its video, a video without its .pose
     (tmp_path / "p").mkdir()
     (tmp_path / "v").mkdir()
@@ -478,10 +479,10 @@ def test_a_failure_while_writing_leaves_whole_samples_only(rec, tmp_path, monkey
 
     def failing(path, wanted):  # the second pass (writing) breaks after frame 2
         calls.append(path)
-        for f, frame in real(path, wanted):
+        for f, frame, seconds in real(path, wanted):
             if len(calls) == 2 and f > 2:
                 raise VideoReadError(f"{path}: frame {f} cannot be decoded")
-            yield f, frame
+            yield f, frame, seconds
 
     monkeypatch.setattr(convert_pose, "decode_video", failing)
     out = tmp_path / "out"

@@ -17,7 +17,13 @@ import pytest
 from signlang_jax.crop import Region, crop_matrix, full_frame_region
 from signlang_jax.data.augment import letterbox_matrix
 from signlang_jax.data.sequence_files import read_npz, read_pose
-from signlang_jax.data.videos import VideoReadError, find_inputs, probe, read_frames
+from signlang_jax.data.videos import (
+    VideoReadError,
+    find_inputs,
+    probe,
+    read_frames,
+    read_timed_frames,
+)
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.video import cli
@@ -138,9 +144,9 @@ def test_confidence_damps_low_scores_by_hand():
 
 
 def test_the_jump_gate_drops_a_one_frame_spike_and_follows_a_real_move():
-    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0, jump_gate=0.3), NUM_KEYPOINTS)
+    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0, jump_gate=7.5), NUM_KEYPOINTS)
     pts = frame_points(np.tile([[50.0, 50.0]], (NUM_KEYPOINTS, 1)))
-    pts[1, :2] = (150, 150)  # the signer box: 100 px, so the gate is 30 px
+    pts[1, :2] = (150, 150)  # signer box 100 px: 7.5 sizes/s at 25 fps is 30 px in a frame
     f(pts, 1 / 25)
     spike = pts.copy()
     spike[5, :2] = (90, 50)  # 40 px for one frame: held where it was
@@ -154,6 +160,23 @@ def test_the_jump_gate_drops_a_one_frame_spike_and_follows_a_real_move():
     small = pts.copy()
     small[6, :2] = (75, 50)  # 25 px < 30 px: never held
     assert f(small, 1 / 25)[6, 0] == pytest.approx(50 + alpha * 25, abs=1e-4)
+
+
+def test_the_jump_gate_is_a_speed_so_low_frame_rates_keep_real_motion():
+    """At 10 fps a hand moving 4 signer sizes/s covers 40 px of a 100 px signer per frame: a
+    per-frame gate of 0.3 sizes would hold it back; the per-second gate follows it at once and
+    still holds a spike of 100 px in 0.1 s (10 sizes/s)."""
+    pts = frame_points(np.tile([[50.0, 50.0]], (NUM_KEYPOINTS, 1)))
+    pts[1, :2] = (150, 150)
+    f = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0), NUM_KEYPOINTS)  # default 7.5/s
+    f(pts, 0.1)
+    moved = pts.copy()
+    moved[5, :2] = (90, 50)
+    alpha = float(smoothing_alpha(1.0, 0.1))
+    assert f(moved, 0.1)[5, 0] == pytest.approx(50 + alpha * 40, abs=1e-4)  # followed
+    spike = moved.copy()
+    spike[6, :2] = (150, 50)
+    assert f(spike, 0.1)[6, 0] == pytest.approx(50.0)  # held
 
 
 def test_one_euro_rejects_bad_settings():
@@ -219,6 +242,27 @@ def test_tracker_holds_a_still_region_while_the_signer_stays_inside():
     assert tracker.region == held
     tracker.observe(square(110, 50))  # inside but 0.6 of the size: the region follows
     assert tracker.region != held and tracker.region.side < held.side
+
+
+def test_sequence_uses_the_real_time_between_frames():
+    """Frames 0.1 s apart in a '25 fps' processor: the causal filter steps by 0.1 s (what the
+    same filter gives called with dt 0.1), and without times the steps are 1 / fps."""
+    width, height = 320, 180
+    frames = [blob_frame(width, height, x, 60, 40) for x in (40, 60, 80, 100)]
+    params = OneEuroParams(min_cutoff=1.0, beta=0.0, jump_gate=None)
+
+    def run(times: list[float] | None) -> np.ndarray:
+        predictor = RegionPredictor(BlobModel(), 64, None, batch_size=1, description="blob")
+        processor = SequenceProcessor(predictor, width, height, 25.0, None, params, None)
+        results = [processor.process(frames[i:i + 2], None if times is None else times[i:i + 2])
+                   for i in (0, 2)]
+        raw = np.concatenate([r.raw for r in results])
+        return np.concatenate([r.keypoints for r in results]), raw
+
+    for times, dt in (([0.0, 0.1, 0.2, 0.3], 0.1), (None, 1 / 25)):
+        smoothed, raw = run(times)
+        reference = OneEuroFilter(params, NUM_KEYPOINTS)
+        np.testing.assert_allclose(smoothed, [reference(r, dt) for r in raw], atol=1e-5)
 
 
 def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
@@ -386,6 +430,46 @@ def test_reader_stops_cleanly_when_the_consumer_stops(tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "decode-v" and t.is_alive()]
 
 
+def write_vfr_video(path: Path, codec: str) -> list[float]:
+    """50 blob frames: 1 s at 30 fps, then 2 s at 10 fps (a phone recording's variable rate),
+    written with PyAV with millisecond time stamps; returns the frames' times in seconds."""
+    import fractions
+
+    av = pytest.importorskip("av")
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=30)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    stream.time_base = fractions.Fraction(1, 1000)
+    times = [n / 30 for n in range(30)] + [1 + n / 10 for n in range(20)]
+    for n, seconds in enumerate(times):
+        frame = av.VideoFrame.from_ndarray(blob_frame(96, 64, 10 + n, 20, 16), format="rgb24")
+        frame.pts, frame.time_base = round(seconds * 1000), fractions.Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return [round(t * 1000) / 1000 for t in times]
+
+
+@pytest.mark.parametrize("codec, suffix", [("libx264", ".mkv"), ("libvpx-vp9", ".webm")])
+def test_variable_frame_rate_videos_keep_their_time_stamps(constant_model, tmp_path, codec,
+                                                          suffix):
+    """OpenCV announces 88 frames at 30 fps for this 50-frame file: it is complete, not
+    truncated, and every frame keeps the container's time (to its millisecond)."""
+    body, _ = constant_model
+    video = tmp_path / f"vfr{suffix}"
+    truth = write_vfr_video(video, codec)
+    item = find_inputs([str(video)])[0][0]
+    stamps = [t for _, t in read_timed_frames(item, probe(item, 25.0))]
+    np.testing.assert_allclose(stamps, truth, atol=1e-6)
+    out = tmp_path / "out"
+    assert cli.main([str(video), "--out", str(out), "--onnx", str(body)]) == 0
+    sequence = read_npz(out / "vfr.npz")
+    np.testing.assert_allclose(sequence.timestamps, truth, atol=1e-6)
+    assert sequence.fps == pytest.approx(49 / 2.9)  # the average rate
+
+
 def test_a_video_that_breaks_off_is_an_error_not_a_short_sequence(tmp_path):
     writer = cv2.VideoWriter(str(tmp_path / "whole.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25,
                              (96, 64))
@@ -395,7 +479,8 @@ def test_a_video_that_breaks_off_is_an_error_not_a_short_sequence(tmp_path):
     data = (tmp_path / "whole.avi").read_bytes()
     (tmp_path / "cut.avi").write_bytes(data[:int(len(data) * 0.7)])  # header still says 20
     item = find_inputs([str(tmp_path / "cut.avi")])[0][0]
-    with pytest.raises(VideoReadError, match=r"cut.avi: decoding stopped after \d+ of the 20"):
+    with pytest.raises(VideoReadError, match=r"cut.avi: decoding stopped at 0\.\d\d s after \d+ "
+                       r"frames, short of the 0\.80 s the file states \(truncated or corrupt\)"):
         list(read_frames(item, probe(item, 25.0)))
 
 

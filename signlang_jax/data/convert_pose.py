@@ -163,15 +163,15 @@ def _checked_frames(video: Path, pose: Path, total: int, wanted: Callable[[int],
     `total` frames of the .pose file."""
     decoded = 0
     try:
-        for f, frame in decode_video(video, wanted):
+        for f, frame, _ in decode_video(video, wanted):
             decoded = f + 1
             yield f, frame
     except TruncatedVideoError as e:
         if e.decoded == total:
             raise ConvertError(str(e)) from None
-        raise ConvertError(f"{video}: {e.decoded} frames decoded (the file announces "
-                           f"{e.announced}: truncated or corrupt), but {pose} has {total} (field "
-                           "'frames')") from None
+        raise ConvertError(f"{video}: {e.decoded} frames decoded, ending at {e.end:.2f} s of "
+                           f"the {e.duration:.2f} s the file states (truncated or corrupt), but "
+                           f"{pose} has {total} (field 'frames')") from None
     except VideoReadError as e:
         raise ConvertError(str(e)) from None
     if decoded != total:
@@ -244,7 +244,7 @@ def write_video(plan: VideoPlan, todo: list[int], out: Path, options: PoseOption
     """Write frames `todo` (in order) of one video; each name joins `written` once written."""
     if not todo:
         return
-    for f, frame in decode_video(plan.video, set(todo).__contains__):
+    for f, frame, _ in decode_video(plan.video, set(todo).__contains__):
         if frame is not None:
             points, box, hand_valid = plan.frames[f]
             write_crop(out, plan.name(f), frame, box, points, hand_valid,

@@ -37,7 +37,7 @@ from signlang_jax.keypoints import (
 NPZ_FORMAT_VERSION = 1
 NPZ_FIELDS = (
     "keypoints", "fps", "frame_size", "keypoint_names", "tracked", "region", "metadata",
-    "format_version",
+    "format_version", "timestamps",
 )  # fmt: skip
 
 # .pose components, in our keypoint order so that the file's point index is our keypoint index.
@@ -85,6 +85,9 @@ class KeypointSequence:
         detected (or re-detected) on the full frame.
     region: float32 (T, 3) cx, cy, side of the square the model saw, in frame pixels.
     metadata: str -> str (model, smoothing parameters as JSON, tool version...).
+    timestamps: float64 (T,) seconds of each frame from the first (0), strictly increasing: the
+        video's own time stamps, uneven for a variable frame rate. None = frame n at n / fps.
+    fps: the frame rate; for a variable rate, the average, (T - 1) / the last time stamp.
     """
 
     keypoints: np.ndarray
@@ -94,6 +97,7 @@ class KeypointSequence:
     tracked: np.ndarray
     region: np.ndarray
     metadata: dict[str, str] = field(default_factory=dict)
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_array("keypoints", self.keypoints, np.float32, (None, NUM_KEYPOINTS, 3))
@@ -103,6 +107,13 @@ class KeypointSequence:
         self.fps = float(self.fps)
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"fps must be a positive number, got {self.fps}")
+        if self.timestamps is None:
+            self.timestamps = np.arange(frames, dtype=np.float64) / self.fps
+        _check_array("timestamps", self.timestamps, np.float64, (frames,))
+        steps = np.diff(self.timestamps)
+        if not (np.all(np.isfinite(self.timestamps)) and np.all(steps > 0)
+                and (frames == 0 or self.timestamps[0] >= 0)):
+            raise ValueError("timestamps must be finite seconds >= 0, strictly increasing")
         for name in ("width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
@@ -155,6 +166,7 @@ def write_npz(path: str | os.PathLike, seq: KeypointSequence) -> None:
         "region": seq.region,
         "metadata": np.array(json.dumps(seq.metadata, sort_keys=True)),
         "format_version": np.int64(NPZ_FORMAT_VERSION),
+        "timestamps": seq.timestamps,
     }
     _write_atomically(Path(path), lambda f: np.savez(f, **fields))
 
@@ -219,8 +231,12 @@ def read_npz(path: str | os.PathLike) -> KeypointSequence:
         raise KeypointFileError(f"{path}: field 'frame_size' (width, height) is {width}x{height}")
     fps = float(_npz_field(path, fields, "fps", "fiu", ()))
     metadata = _npz_metadata(path, _npz_field(path, fields, "metadata", "U", ()))
+    # Files written before time stamps were stored lack them: frame n at n / fps.
+    timestamps = (np.asarray(_npz_field(path, fields, "timestamps", "f", (frames,)), np.float64)
+                  if "timestamps" in fields else None)
     try:
-        return KeypointSequence(keypoints, fps, width, height, tracked, region, metadata)
+        return KeypointSequence(keypoints, fps, width, height, tracked, region, metadata,
+                                timestamps)
     except ValueError as e:  # float64 keypoints, fps 0...: the message names the field
         raise KeypointFileError(f"{path}: {e}") from e
 

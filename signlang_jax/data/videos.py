@@ -2,10 +2,14 @@
 decoding them, in a background thread for the video job (so decoding overlaps inference) or in
 order with only the wanted frames copied out (`decode_video`, for the `.pose` converter).
 
-Every video is read by `decode_video`, so one truncation rule holds for all: a container's frame
-count can be off by a frame or two, so a video that decodes fewer than 98% of the frames it
-announces, minus 2, broke off (truncated or corrupt) and is an error, never a short sequence
-(`is_truncated`). A video that announces no count is taken as it decodes.
+Every video is read by `decode_video`, which gives each frame its time stamp (the container's,
+in seconds from the start; OpenCV's position after each decoded frame), so variable frame rates
+keep their real timing. One truncation rule holds for all: a container's frame count is a hint
+(OpenCV derives it from the duration and the stated rate, which is wrong for variable rates), so
+a video is complete when it decodes to its end; it broke off (truncated or corrupt, an error,
+never a short sequence) when its decoded frames stop short of the duration it states by more
+than two frame steps and 2% (`is_truncated`). A video that states no duration is taken as it
+decodes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import glob
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -31,17 +35,40 @@ class VideoReadError(RuntimeError):
 
 
 class TruncatedVideoError(VideoReadError):
-    """A video that decoded fewer frames than it announces, by the truncation rule."""
+    """A video whose frames stop short of the duration it states, by the truncation rule."""
 
-    def __init__(self, path: Path, decoded: int, announced: int) -> None:
-        super().__init__(f"{path}: decoding stopped after {decoded} of the {announced} frames "
-                         "the file announces (truncated or corrupt)")
-        self.decoded, self.announced = decoded, announced
+    def __init__(self, path: Path, decoded: int, end: float, duration: float,
+                 announced: int) -> None:
+        super().__init__(f"{path}: decoding stopped at {end:.2f} s after {decoded} frames, short "
+                         f"of the {duration:.2f} s the file states (truncated or corrupt)")
+        self.decoded, self.end, self.duration, self.announced = decoded, end, duration, announced
 
 
-def is_truncated(decoded: int, announced: int) -> bool:
-    """The truncation rule: under 98% of the announced frames, minus 2, were decoded."""
-    return announced > 0 and decoded < 0.98 * announced - 2
+def decoded_end(times: Sequence[float], fps: float) -> tuple[float, float]:
+    """(end, step) of decoded frames at `times`: the last frame's time plus its duration (the
+    last step), and the frame step the rule allows for (the larger of the median and last)."""
+    if len(times) < 2:
+        return (times[-1] if times else 0.0) + 1 / fps, 1 / fps
+    steps = np.diff(np.asarray(times, np.float64))
+    return float(times[-1] + steps[-1]), float(max(np.median(steps), steps[-1]))
+
+
+def is_truncated(times: Sequence[float], duration: float, fps: float) -> bool:
+    """The truncation rule: the decoded frames end more than two frame steps, and 2%, before
+    the `duration` the container states (0: none stated, never truncated)."""
+    if duration <= 0:
+        return False
+    end, step = decoded_end(times, fps)
+    return duration - end > max(2 * step, 0.02 * duration)
+
+
+def clean_times(times: Sequence[float], fps: float) -> np.ndarray:
+    """(T,) float64 seconds from the start: the decoded time stamps when they increase strictly
+    (a backend without them repeats 0), else frame n at n / fps."""
+    stamps = np.asarray(times, np.float64) - (times[0] if len(times) else 0.0)
+    if len(stamps) > 1 and np.all(np.diff(stamps) > 0):
+        return stamps
+    return np.arange(len(stamps), dtype=np.float64) / fps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,48 +234,64 @@ def probe(item: VideoInput, default_fps: float) -> VideoInfo:
     return VideoInfo(frame.shape[1], frame.shape[0], float(fps), max(count, 0))
 
 
-def decode_video(path: Path, wanted: Callable[[int], bool] | None = None
-                 ) -> Iterator[tuple[int, np.ndarray | None]]:
-    """(index, BGR uint8 frame, or None where not `wanted(index)`) for every frame, in order.
+def frame_rate(times: np.ndarray, stated: float) -> float:
+    """The rate to record for frames at `times`: the stated rate when every step matches it (to
+    a millisecond, the resolution of most containers), else the average, (T - 1) / duration."""
+    steps = np.diff(times)
+    if len(steps) == 0 or np.all(np.abs(steps - 1.0 / stated) <= 1e-3):
+        return float(stated)
+    return float(len(steps) / (times[-1] - times[0]))
 
-    Every frame is decoded (the count is checked at the end, `is_truncated`), but only wanted
-    ones are converted and copied out. VideoReadError naming the file if it cannot be opened, a
-    wanted frame cannot be decoded, or it broke off.
+
+def decode_video(path: Path, wanted: Callable[[int], bool] | None = None
+                 ) -> Iterator[tuple[int, np.ndarray | None, float]]:
+    """(index, BGR uint8 frame or None where not `wanted(index)`, time in seconds) for every
+    frame, in order.
+
+    Every frame is decoded (the end is checked against the stated duration, `is_truncated`), but
+    only wanted ones are converted and copied out. VideoReadError naming the file if it cannot
+    be opened, a wanted frame cannot be decoded, or it broke off.
     """
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise VideoReadError(f"{path}: cannot decode this video (not a video, empty, or a "
                                  "codec this OpenCV build lacks)")
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        count, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
         announced = int(count) if math.isfinite(count) and count > 0 else 0
-        index = 0
+        fps = fps if math.isfinite(fps) and 1.0 <= fps <= 1000.0 else 0.0
+        duration = announced / fps if fps else 0.0  # how OpenCV's count was made
+        index, times = 0, []
         while capture.grab():  # grab decodes; retrieve (colour conversion, copy) only if wanted
+            times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             frame = None
             if wanted is None or wanted(index):
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     raise VideoReadError(f"{path}: frame {index} cannot be decoded")
-            yield index, frame
+            yield index, frame, times[-1]
             index += 1
-        if is_truncated(index, announced):
-            raise TruncatedVideoError(path, index, announced)
+        rate = fps or 25.0
+        stamps = clean_times(times, rate)
+        if is_truncated(stamps, duration, rate):
+            raise TruncatedVideoError(path, index, decoded_end(stamps, rate)[0], duration,
+                                      announced)
     finally:
         capture.release()
 
 
-def _decode(item: VideoInput, info: VideoInfo) -> Iterator[np.ndarray]:
-    """RGB frames of `item`, each checked against the first frame's size."""
+def _decode(item: VideoInput, info: VideoInfo) -> Iterator[tuple[np.ndarray, float]]:
+    """(RGB frame, seconds) of `item`, each frame checked against the first frame's size."""
     if item.is_video:
-        for _, frame in decode_video(item.path):
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        for _, frame, seconds in decode_video(item.path):
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), seconds
         return
-    for path in item.frames:
+    for n, path in enumerate(item.frames):
         image = _read_image(path)
         if image.shape[:2] != (info.height, info.width):
             raise VideoReadError(f"{path}: frame size {image.shape[1]}x{image.shape[0]} differs "
                                  f"from the sequence's {info.width}x{info.height}")
-        yield image
+        yield image, n / info.fps
 
 
 _END = object()
@@ -256,6 +299,13 @@ _END = object()
 
 def read_frames(item: VideoInput, info: VideoInfo, prefetch: int = 16) -> Iterator[np.ndarray]:
     """Decode `item` in a background thread; yields RGB uint8 frames, re-raises its errors."""
+    for frame, _ in read_timed_frames(item, info, prefetch):
+        yield frame
+
+
+def read_timed_frames(item: VideoInput, info: VideoInfo, prefetch: int = 16
+                      ) -> Iterator[tuple[np.ndarray, float]]:
+    """As `read_frames`, with each frame's time stamp in seconds (folders of frames: n / fps)."""
     frames: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
     stop = threading.Event()
 
@@ -270,8 +320,8 @@ def read_frames(item: VideoInput, info: VideoInfo, prefetch: int = 16) -> Iterat
 
     def work() -> None:
         try:
-            for frame in _decode(item, info):
-                if not put(frame):
+            for timed in _decode(item, info):
+                if not put(timed):
                     return
             put(_END)
         except Exception as e:  # handed to the consumer, which reports it with the file name

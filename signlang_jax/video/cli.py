@@ -31,9 +31,12 @@ from signlang_jax.data.videos import (
     VideoInfo,
     VideoInput,
     VideoReadError,
+    clean_times,
     find_inputs,
+    frame_rate,
     probe,
     read_frames,
+    read_timed_frames,
 )
 from signlang_jax.errors import TrainingError
 from signlang_jax.inference.cli_args import add_dtype_argument
@@ -42,7 +45,7 @@ from signlang_jax.inference.onnx_runtime import DECODERS, load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
-from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
+from signlang_jax.video.offline import OfflineParams, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
@@ -162,8 +165,8 @@ def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     causal.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
                         help="Hz: low-pass on the speed estimate (default %(default)s)")
     causal.add_argument("--jump-gate", type=float, default=_S.jump_gate,
-                        help="hold back for one frame a point that jumps more than this many "
-                        "signer sizes (0 = no gate) (default %(default)s)")
+                        help="signer sizes per second: hold back for one frame a point that "
+                        "moves faster (0 = no gate) (default %(default)s)")
     causal.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
                         metavar=("LOW", "HIGH"),
                         help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
@@ -230,35 +233,41 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
     causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
     processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
                                   causal, job.hands)
-    results = []
+    results, stamps = [], []
     bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
                leave=False, dynamic_ncols=True)
     try:
         batch: list[np.ndarray] = []
-        for frame in read_frames(item, info, prefetch=max(16, 2 * job.batch_size)):
+        times: list[float] = []
+        for frame, seconds in read_timed_frames(item, info,
+                                                prefetch=max(16, 2 * job.batch_size)):
             batch.append(frame)
+            times.append(seconds)
             if len(batch) == job.batch_size:
-                results.append(processor.process(batch))
+                results.append(processor.process(batch, times))
                 bar.update(len(batch))
-                batch.clear()
+                stamps += times
+                batch, times = [], []
         if batch:
-            results.append(processor.process(batch))
+            results.append(processor.process(batch, times))
             bar.update(len(batch))
+            stamps += times
     finally:
         bar.close()
     if not results:
         raise VideoReadError(f"{item.path}: no frames decoded")
     keypoints = np.concatenate([r.keypoints for r in results])
+    timestamps = clean_times(stamps, info.fps)
     if isinstance(job.smoothing, OfflineParams):
-        keypoints = smooth_offline(keypoints, frame_times(len(keypoints), info.fps),
-                                   job.smoothing)
+        keypoints = smooth_offline(keypoints, timestamps, job.smoothing)
     sequence = KeypointSequence(
-        keypoints=keypoints, fps=info.fps, width=info.width, height=info.height,
-        tracked=np.concatenate([r.tracked for r in results]),
+        keypoints=keypoints, fps=frame_rate(timestamps, info.fps), width=info.width,
+        height=info.height, tracked=np.concatenate([r.tracked for r in results]),
         region=np.concatenate([r.regions for r in results]),
         metadata={"model": model.description, "source": str(item.path),
                   "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands)),
-                  "batch_size": str(job.batch_size), "signlang_jax_version": __version__})
+                  "batch_size": str(job.batch_size), "signlang_jax_version": __version__},
+        timestamps=timestamps)
     for path in job.outputs(item):  # outputs mirror the input's folders below --out
         path.parent.mkdir(parents=True, exist_ok=True)
     for fmt in job.formats:

@@ -56,7 +56,8 @@ FLAG_RULES: dict[str, tuple[str, tuple[Callable[[float], bool], str], str]] = {
     "min_cutoff": ("--min-cutoff", POSITIVE, "Hz: the causal filter's cutoff at rest"),
     "beta": ("--beta", NON_NEGATIVE, "the causal filter's cutoff gain per speed"),
     "d_cutoff": ("--d-cutoff", POSITIVE, "Hz: the causal filter's speed low-pass"),
-    "jump_gate": ("--jump-gate", NON_NEGATIVE, "signer sizes: a longer jump is held a frame"),
+    "jump_gate": ("--jump-gate", NON_NEGATIVE,
+                  "signer sizes per second: a faster move is held a frame"),
 }
 
 

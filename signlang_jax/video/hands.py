@@ -99,7 +99,7 @@ class HandTracker:
                  fps: float) -> None:
         self.params, self.rule = params, rule
         self.width, self.height = width, height
-        self.dt = 1.0 / fps
+        self.dt = 1.0 / fps  # seconds to the frame being placed; set per frame for uneven rates
         self._squares = {hand: SquareFilter(params.crop_cutoff, params.crop_beta, params.hold)
                          for hand in HANDS}
         self.reset()

@@ -73,6 +73,7 @@ class SequenceProcessor:
         self.smoothing = smoothing is not None
         self.hand_tracking = hands is not None
         self.redetections = 0
+        self._last_time: float | None = None  # seconds: the last frame's time stamp
 
     def set_tracking(self, on: bool) -> None:
         """Turn region tracking on or off; both trackers restart (the next frame runs on the
@@ -86,18 +87,33 @@ class SequenceProcessor:
         self.smoothing = on
         self.smoother.reset()
 
-    def process(self, frames: Sequence[np.ndarray]) -> BatchResult:
-        """Keypoints for the next consecutive RGB frames of the video."""
+    def process(self, frames: Sequence[np.ndarray], times: Sequence[float] | None = None
+                ) -> BatchResult:
+        """Keypoints for the next consecutive RGB frames of the video.
+
+        times: each frame's time stamp in seconds (a variable frame rate steps unevenly); the
+        trackers and the causal filter use the real step between frames. None: 1 / fps apart.
+        """
+        if times is None:
+            start = 0.0 if self._last_time is None else self._last_time + 1.0 / self.fps
+            times = [start + n / self.fps for n in range(len(frames))]
         if self.tracking and self.tracker.region is None and len(frames) > 1:
             # Nothing to track yet: find the signer on the first frame alone, so the rest of
             # the batch already runs on its region.
-            first = self._run(frames[:1])
-            rest = self._run(frames[1:])
+            first = self._run(frames[:1], times[:1])
+            rest = self._run(frames[1:], times[1:])
             return BatchResult(*(np.concatenate([a, b]) for a, b in zip(
                 dataclasses.astuple(first), dataclasses.astuple(rest), strict=True)))
-        return self._run(frames)
+        return self._run(frames, times)
 
-    def _run(self, frames: Sequence[np.ndarray]) -> BatchResult:
+    def _step(self, time: float) -> float:
+        """Seconds from the previous frame to this one (1 / fps for the first, or a stamp that
+        does not advance)."""
+        last, self._last_time = self._last_time, float(time)
+        return time - last if last is not None and time > last else 1.0 / self.fps
+
+    def _run(self, frames: Sequence[np.ndarray], times: Sequence[float]) -> BatchResult:
+        steps = [self._step(t) for t in times]
         whole = full_frame_region(self.width, self.height)
         region = self.tracker.region if self.tracking else None
         regions = [region or whole] * len(frames)
@@ -121,13 +137,14 @@ class SequenceProcessor:
                 if n in redone:  # found again on the whole frame: restart from there
                     self.tracker.reset()
                     self.hands.reset()
-                self.tracker.observe(raw[n])
+                self.tracker.observe(raw[n], steps[n])
             if self.model.hand_stage is not None:
+                self.hands.dt = steps[n]
                 raw[n] = self._hands(frames[n], raw[n], hand_regions[n], hand_tracked[n])
         final = raw.copy()
         if self.smoothing:
             for n in range(len(frames)):
-                final[n] = self.smoother(raw[n], 1.0 / self.fps)
+                final[n] = self.smoother(raw[n], steps[n])
         boxes = np.array([[r.cx, r.cy, r.side] for r in regions], np.float32)
         return BatchResult(final, raw, tracked, boxes.reshape(len(frames), 3), hand_regions,
                            hand_tracked)

@@ -42,10 +42,12 @@ class OneEuroParams:
     # step, one at `high` or more the full step, linearly between. Off by default: it suits the
     # body model's scores, not the hand model's lower ones (docs/VIDEO.md).
     confidence: tuple[float, float] | None = None
-    # A point that jumps more than this many signer sizes from its filtered position in one
-    # frame is held back for that frame: a one-frame spike (the model's typical gross error) is
-    # dropped, a real move is followed from the next frame on. None: no gate.
-    jump_gate: float | None = 0.3
+    # A point that moves faster than this many signer sizes per second from its filtered
+    # position is held back for that frame: a one-frame spike (the model's typical gross error)
+    # is dropped, a real move is followed from the next frame on. Per second, not per frame, so
+    # a low or variable frame rate (longer steps, longer moves) is not mistaken for spikes.
+    # 7.5 = 0.3 signer sizes in one frame at 25 fps. None: no gate.
+    jump_gate: float | None = 7.5
 
     def __post_init__(self) -> None:
         for name in ("min_cutoff", "d_cutoff"):
@@ -104,7 +106,7 @@ class OneEuroFilter:
         norm = self._scale if math.isfinite(self._scale) and self._scale > 1.0 else 1.0
 
         if p.jump_gate is not None:
-            jump = np.linalg.norm(xy - self._x, axis=1) / norm
+            jump = np.linalg.norm(xy - self._x, axis=1) / norm / dt
             held = self._alive & ~self._held & (jump > p.jump_gate)
             xy = np.where(held[:, None], self._x, xy)
             self._held = held

@@ -131,11 +131,12 @@ class RegionTracker:
             return True
         return not (0 <= target.cx < self.width and 0 <= target.cy < self.height)
 
-    def observe(self, keypoints: np.ndarray) -> None:
-        """Update the region from one frame's (64, 3) keypoints in frame pixels."""
+    def observe(self, keypoints: np.ndarray, dt: float | None = None) -> None:
+        """Update the region from one frame's (64, 3) keypoints in frame pixels, dt seconds
+        after the previous frame (default 1 / fps)."""
         if self.lost(keypoints):
             self.reset()
             return
         target = signer_region(keypoints, self.params)
         assert target is not None  # not lost
-        self._square.update(np.array([target.cx, target.cy, target.side]), self.dt)
+        self._square.update(np.array([target.cx, target.cy, target.side]), dt or self.dt)
