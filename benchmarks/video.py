@@ -162,7 +162,7 @@ def sweep(models: dict[str, RegionPredictor], clips: list[Clip]) -> list[dict]:
         base = score(raws, clips)
         for min_cutoff, beta, threshold, confidence, gate in itertools.product(
                 (0.3, 1.0, 3.0), (0.0, 1.0, 4.0, 8.0), (0.0, 0.1, 0.3), (None, (0.2, 0.5)),
-                (None, 0.3, 0.5)):
+                (None, 7.5, 12.5)):  # signer sizes/s: 0.3 and 0.5 per frame at 25 fps
             params = OneEuroParams(min_cutoff, beta, 1.0, threshold, confidence, gate)
             result = score([smooth(r, c.info["fps"], params) for r, c in zip(raws, clips,
                                                                            strict=True)], clips)
