@@ -470,6 +470,60 @@ def test_variable_frame_rate_videos_keep_their_time_stamps(constant_model, tmp_p
     assert sequence.fps == pytest.approx(49 / 2.9)  # the average rate
 
 
+def rotate_mp4(path: Path) -> Path:
+    """Mark an .mp4 as a phone does when recording upright: a 90-degree display matrix in its
+    track header (tkhd, version 0: the matrix is 44 bytes after the box type)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data[at + 4] == 0, "expected a version-0 tkhd box"
+    data[at + 44:at + 80] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_rotated_phone_video_is_read_upright(constant_model, tmp_path):
+    """Stored 96x64 with a 90-degree rotation: decoded, sized and written as 64x96 upright."""
+    body, _ = constant_model
+    frames = [blob_frame(96, 64, 4, 4, 16) for _ in range(5)]  # a blob at the top left
+    video = rotate_mp4(write_video(tmp_path / "phone.mp4", frames))
+    item = find_inputs([str(video)])[0][0]
+    info = probe(item, 25.0)
+    assert (info.width, info.height) == (64, 96)
+    first = next(read_frames(item, info))
+    ys, xs = np.nonzero(first[..., 0] > 128)
+    assert xs.min() > 40 and ys.max() < 30  # turned clockwise: now at the top right
+    out = tmp_path / "out"
+    assert cli.main([str(video), "--out", str(out), "--onnx", str(body)]) == 0
+    sequence = read_npz(out / "phone.npz")
+    assert (sequence.width, sequence.height, sequence.num_frames) == (64, 96, 5)
+
+
+def test_a_frame_size_change_mid_video_is_an_error_naming_the_frame(constant_model, tmp_path,
+                                                                   monkeypatch, capsys):
+    """Decoders can switch resolution mid-stream (adaptive streams, spliced files): reported with
+    the frame index, no output written, the job's other inputs still done."""
+    from signlang_jax.data import videos
+
+    body, _ = constant_model
+    good = write_video(tmp_path / "good.mp4", blob_clip(3))
+    spliced = write_video(tmp_path / "spliced.mp4", blob_clip(3))
+    real = videos.decode_video
+
+    def resized(path, wanted=None):
+        for index, frame, seconds in real(path, wanted):
+            if path.name == "spliced.mp4" and index == 2:
+                frame = cv2.resize(frame, (48, 32))
+            yield index, frame, seconds
+
+    monkeypatch.setattr(videos, "decode_video", resized)
+    out = tmp_path / "out"
+    assert cli.main([str(good), str(spliced), "--out", str(out), "--onnx", str(body)]) == 1
+    assert "spliced.mp4: frame 2 is 48x32, the video's first frame 96x64" in capsys.readouterr().err
+    assert (out / "good.npz").exists() and not (out / "spliced.npz").exists()
+
+
 def test_a_video_that_breaks_off_is_an_error_not_a_short_sequence(tmp_path):
     writer = cv2.VideoWriter(str(tmp_path / "whole.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25,
                              (96, 64))

@@ -283,7 +283,12 @@ def decode_video(path: Path, wanted: Callable[[int], bool] | None = None
 def _decode(item: VideoInput, info: VideoInfo) -> Iterator[tuple[np.ndarray, float]]:
     """(RGB frame, seconds) of `item`, each frame checked against the first frame's size."""
     if item.is_video:
-        for _, frame, seconds in decode_video(item.path):
+        for index, frame, seconds in decode_video(item.path):
+            if frame.shape[:2] != (info.height, info.width):  # a stream that changes size
+                raise VideoReadError(f"{item.path}: frame {index} is {frame.shape[1]}x"
+                                     f"{frame.shape[0]}, the video's first frame "
+                                     f"{info.width}x{info.height}; a size change mid-video is "
+                                     "not supported (split the video there)")
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), seconds
         return
     for n, path in enumerate(item.frames):
