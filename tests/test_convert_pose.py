@@ -412,6 +412,28 @@ def test_bad_inputs_name_the_file_and_field_and_write_nothing(rec, tmp_path, cap
              "not a readable .pose file")
 
 
+def test_a_rotated_phone_video_pairs_with_its_upright_pose(rec, tmp_path):
+    """A video stored sideways with a 90-degree display rotation (as phones record upright) is
+    decoded upright, so it pairs with the .pose made on its upright frames: the same labels as
+    the upright video, not a size mismatch."""
+    from tests.video_helpers import rotate_mp4
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    stored = folder / "rec2.mp4"
+    writer = cv2.VideoWriter(str(stored), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (H, W))
+    for frame in rec["frames"]["rec2"]:  # turned counter-clockwise; decoding turns it back
+        writer.write(cv2.cvtColor(np.ascontiguousarray(np.rot90(frame)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    rotate_mp4(stored)
+    upright, phone = tmp_path / "upright", tmp_path / "rotated"
+    assert run(rec, upright, pose="poses/rec2.pose", video="videos/rec2.mp4") == 0
+    root = rec["root"]
+    assert convert.main(["pose", "--pose", str(root / "poses/rec2.pose"), "--video", str(stored),
+                         "--out", str(phone), "--size", str(SIZE)]) == 0
+    assert _labels(phone) == _labels(upright) and _labels(phone)
+
+
 def test_bad_videos_and_pairing(rec, tmp_path, capsys):
     pose, video = _pairs(rec, tmp_path, "broken")
     data = video.read_bytes()

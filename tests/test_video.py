@@ -36,7 +36,7 @@ from signlang_jax.video.tracking import (
     TrackingParams,
     signer_region,
 )
-from tests.video_helpers import BlobModel, blob_frame, blob_points, constant_onnx
+from tests.video_helpers import BlobModel, blob_frame, blob_points, constant_onnx, rotate_mp4
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -468,19 +468,6 @@ def test_variable_frame_rate_videos_keep_their_time_stamps(constant_model, tmp_p
     sequence = read_npz(out / "vfr.npz")
     np.testing.assert_allclose(sequence.timestamps, truth, atol=1e-6)
     assert sequence.fps == pytest.approx(49 / 2.9)  # the average rate
-
-
-def rotate_mp4(path: Path) -> Path:
-    """Mark an .mp4 as a phone does when recording upright: a 90-degree display matrix in its
-    track header (tkhd, version 0: the matrix is 44 bytes after the box type)."""
-    import struct
-
-    data = bytearray(path.read_bytes())
-    at = data.find(b"tkhd")
-    assert at > 0 and data[at + 4] == 0, "expected a version-0 tkhd box"
-    data[at + 44:at + 80] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
-    path.write_bytes(bytes(data))
-    return path
 
 
 def test_a_rotated_phone_video_is_read_upright(constant_model, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from pathlib import Path
 
 import cv2
@@ -93,3 +94,14 @@ class BlobModel:
             out[n, :, :2] = blob_points(x0 + 0.5, y0 + 0.5, side)
             out[n, :, 2] = 0.9
         return out
+
+
+def rotate_mp4(path: Path) -> Path:
+    """Mark an .mp4 as a phone does when recording upright: a 90-degree display matrix in its
+    track header (tkhd, version 0: the matrix is 44 bytes after the box type)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data[at + 4] == 0, "expected a version-0 tkhd box"
+    data[at + 44:at + 80] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
