@@ -185,7 +185,10 @@ def load_pretrained(graphdef: nnx.GraphDef, state: nnx.State, path: str) -> nnx.
         raise TrainingError(f"model.pretrained_backbone needs torch ({e}): install the export "
                             "extra, pip install -e '.[export]'") from None
     model, optimizer, *average = nnx.merge(graphdef, state)
-    load_pretrained_backbone(model, path)
+    try:
+        load_pretrained_backbone(model, path)
+    except ValueError as e:  # a missing, unreadable or mismatched file, named by the message
+        raise TrainingError(f"--config.model.pretrained_backbone={path!r}: {e}") from None
     if average:  # the average starts from the same weights
         nnx.update(average[0], jax.tree.map(jnp.copy, nnx.state(model)))  # own buffers
     return jax.device_put(nnx.state((model, optimizer, *average)),
