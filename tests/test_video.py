@@ -468,6 +468,12 @@ def test_variable_frame_rate_videos_keep_their_time_stamps(constant_model, tmp_p
     sequence = read_npz(out / "vfr.npz")
     np.testing.assert_allclose(sequence.timestamps, truth, atol=1e-6)
     assert sequence.fps == pytest.approx(49 / 2.9)  # the average rate
+    # --fps 10: a constant rate for tools that assume one (frame k at k / 10 s)
+    assert cli.main([str(video), "--out", str(tmp_path / "at10"), "--onnx", str(body),
+                     "--fps", "10"]) == 0
+    resampled = read_npz(tmp_path / "at10" / "vfr.npz")
+    np.testing.assert_allclose(resampled.timestamps, np.arange(30) / 10)
+    assert resampled.fps == 10.0 and "resampled" in resampled.metadata
 
 
 def test_a_rotated_phone_video_is_read_upright(constant_model, tmp_path):
@@ -509,6 +515,31 @@ def test_a_frame_size_change_mid_video_is_an_error_naming_the_frame(constant_mod
     assert cli.main([str(good), str(spliced), "--out", str(out), "--onnx", str(body)]) == 1
     assert "spliced.mp4: frame 2 is 48x32, the video's first frame 96x64" in capsys.readouterr().err
     assert (out / "good.npz").exists() and not (out / "spliced.npz").exists()
+
+
+def test_resampling_to_a_constant_rate_is_exact_on_linear_motion():
+    from signlang_jax.data.sequence_files import KeypointSequence
+    from signlang_jax.video.resample import resample
+
+    times = np.array([0.0, 1 / 30, 2 / 30, 0.1, 0.2, 0.35, 0.5])  # uneven, 0.5 s in all
+    kp = np.zeros((len(times), NUM_KEYPOINTS, 3), np.float32)
+    kp[..., 0] = 100 + 300 * times[:, None]  # 300 px/s
+    kp[..., 1] = 50
+    kp[..., 2] = 0.9
+    kp[4, 7, 2] = 0.0  # point 7 missing at 0.2 s
+    seq = KeypointSequence(kp, 7 / 0.5, 640, 360, np.ones(len(times), bool),
+                           np.zeros((len(times), 3), np.float32), {}, times)
+    out = resample(seq, 20.0, min_score=0.1)
+    np.testing.assert_allclose(out.timestamps, np.arange(11) / 20)
+    assert out.fps == 20.0 and "linear in time to 20 fps from 7 frames" in out.metadata["resampled"]
+    np.testing.assert_allclose(out.keypoints[:, 0, 0], 100 + 300 * np.arange(11) / 20, atol=1e-4)
+    # 0.15 s lies halfway between 0.1 s and 0.2 s, where point 7 is missing: not mixed into a
+    # made-up position, it takes a neighbour's value (at a tie the later one's); 0.2 s is that
+    # frame's own value; point 0 around it is interpolated.
+    np.testing.assert_array_equal(out.keypoints[3, 7], kp[4, 7])
+    np.testing.assert_array_equal(out.keypoints[4, 7], kp[4, 7])
+    np.testing.assert_allclose(out.keypoints[3, 0, 0], 100 + 300 * 0.15, atol=1e-4)
+    np.testing.assert_allclose(out.keypoints[2, 7, :2], kp[3, 7, :2])  # 0.1 s: exact frame
 
 
 def test_a_video_that_breaks_off_is_an_error_not_a_short_sequence(tmp_path):

@@ -47,6 +47,7 @@ from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
+from signlang_jax.video.resample import resample
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
 from signlang_jax.video.tracking import TrackingParams
@@ -112,9 +113,13 @@ def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
                      help="frames per model call; the tracked region is updated between "
                      "batches, so 1 follows the signer frame by frame and 8 is faster but less "
                      "accurate (docs/VIDEO.md) (default %(default)s)")
-    run.add_argument("--fps", type=float, default=25.0,
+    run.add_argument("--frames-fps", type=float, default=25.0,
                      help="frame rate of folders of frames (and of videos that store none) "
                      "(default %(default)s)")
+    out.add_argument("--fps", type=float, default=None,
+                     help="resample the outputs to this constant frame rate, linearly in time "
+                     "(for tools that assume one rate; default: every decoded frame, with its "
+                     "own time stamp)")
 
 
 def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,10 +187,11 @@ class JobSettings:
     overlay: bool
     min_score: float
     batch_size: int
-    fps: float
+    frames_fps: float  # folders of frames and videos without a rate
     tracking: TrackingParams | None
     smoothing: OfflineParams | OneEuroParams | None  # offline (default), causal or none
     hands: HandTrackingParams | None = HandTrackingParams()
+    output_fps: float | None = None  # resample the outputs to this constant rate
 
     def outputs(self, item: VideoInput) -> list[Path]:
         """The files `item` produces."""
@@ -222,14 +228,14 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
                                   cut_speed=args.smooth_cut_speed)
     hands = None if args.no_hand_tracking else HandTrackingParams()
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
-                       args.fps, tracking, smoothing, hands)
+                       args.frames_fps, tracking, smoothing, hands, args.fps)
 
 
 def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
                   position: int = 1) -> tuple[KeypointSequence, float]:
     """Run one input and write its outputs; (sequence, frames/s decode-to-file)."""
     start = time.perf_counter()
-    info = probe(item, job.fps)
+    info = probe(item, job.frames_fps)
     causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
     processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
                                   causal, job.hands)
@@ -270,12 +276,14 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
         timestamps=timestamps)
     for path in job.outputs(item):  # outputs mirror the input's folders below --out
         path.parent.mkdir(parents=True, exist_ok=True)
+    written = (sequence if job.output_fps is None
+               else resample(sequence, job.output_fps, job.min_score))
     for fmt in job.formats:
         path = job.out / f"{item.name}.{fmt}"
         if fmt == "npz":
-            write_npz(path, sequence)
+            write_npz(path, written)
         else:
-            write_pose(path, sequence, min_score=job.min_score)
+            write_pose(path, written, min_score=job.min_score)
     if job.overlay:
         _write_overlay(item, info, sequence, job, np.concatenate([r.hand_regions for r in results]),
                        np.concatenate([r.hand_tracked for r in results]))
