@@ -526,19 +526,19 @@ def test_resampling_to_a_constant_rate_is_exact_on_linear_motion():
     kp[..., 0] = 100 + 300 * times[:, None]  # 300 px/s
     kp[..., 1] = 50
     kp[..., 2] = 0.9
-    kp[4, 7, 2] = 0.0  # point 7 missing at 0.2 s
+    kp[5, 7, 2] = 0.0  # point 7 missing at 0.35 s
     seq = KeypointSequence(kp, 7 / 0.5, 640, 360, np.ones(len(times), bool),
                            np.zeros((len(times), 3), np.float32), {}, times)
     out = resample(seq, 20.0, min_score=0.1)
     np.testing.assert_allclose(out.timestamps, np.arange(11) / 20)
     assert out.fps == 20.0 and "linear in time to 20 fps from 7 frames" in out.metadata["resampled"]
     np.testing.assert_allclose(out.keypoints[:, 0, 0], 100 + 300 * np.arange(11) / 20, atol=1e-4)
-    # 0.15 s lies halfway between 0.1 s and 0.2 s, where point 7 is missing: not mixed into a
-    # made-up position, it takes a neighbour's value (at a tie the later one's); 0.2 s is that
-    # frame's own value; point 0 around it is interpolated.
-    np.testing.assert_array_equal(out.keypoints[3, 7], kp[4, 7])
-    np.testing.assert_array_equal(out.keypoints[4, 7], kp[4, 7])
-    np.testing.assert_allclose(out.keypoints[3, 0, 0], 100 + 300 * 0.15, atol=1e-4)
+    # Between 0.2 s and 0.35 s point 7 is missing on one side: never mixed into a made-up
+    # position, it takes the nearer frame's value (0.25 s: the 0.2 s frame; 0.3 s: the missing
+    # 0.35 s one); point 0 beside it is interpolated.
+    np.testing.assert_array_equal(out.keypoints[5, 7], kp[4, 7])
+    np.testing.assert_array_equal(out.keypoints[6, 7], kp[5, 7])
+    np.testing.assert_allclose(out.keypoints[5, 0, 0], 100 + 300 * 0.25, atol=1e-4)
     np.testing.assert_allclose(out.keypoints[2, 7, :2], kp[3, 7, :2])  # 0.1 s: exact frame
 
 
