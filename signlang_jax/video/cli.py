@@ -1,8 +1,10 @@
 """`python -m signlang_jax.video INPUT... --out DIR`: videos -> keypoint sequences (.npz / .pose).
 
-Each input (a video file, a folder of videos, a glob, or a folder of frames sorted by name) gives
-one sequence of (T, 64, 3) keypoints - x, y in the original frame's pixels and a score - written
-atomically as DIR/NAME.npz and/or DIR/NAME.pose, optionally with an annotated DIR/NAME.overlay.mp4.
+Each input (a video file, a folder searched recursively, a glob, or a folder of frames sorted by
+name) gives one sequence of (T, 64, 3) keypoints - x, y in the original frame's pixels and a
+score, with each frame's time stamp - written atomically as DIR/NAME.npz and/or DIR/NAME.pose
+(NAME mirrors the input's path below its folder), optionally with an annotated
+DIR/NAME.overlay.mp4.
 The signer is tracked with a square region, each hand's crop follows the hand's own previous
 points, and the keypoints are smoothed with zero lag over the whole file (a robust local
 regression; --causal: the live demo's One Euro filter instead) (docs/VIDEO.md). The model is
@@ -39,10 +41,9 @@ from signlang_jax.data.videos import (
     read_timed_frames,
 )
 from signlang_jax.errors import TrainingError
-from signlang_jax.inference.cli_args import add_dtype_argument
-from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
-from signlang_jax.inference.onnx_runtime import DECODERS, load_onnx
+from signlang_jax.inference.onnx_runtime import load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
+from signlang_jax.video.arguments import FORMATS, build_parser
 from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, smooth_offline
@@ -51,131 +52,6 @@ from signlang_jax.video.resample import resample
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
 from signlang_jax.video.tracking import TrackingParams
-
-FORMATS = ("npz", "pose")
-_T, _S, _O = TrackingParams(), OneEuroParams(), OfflineParams()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface."""
-    parser = argparse.ArgumentParser(
-        prog="python -m signlang_jax.video", description=__doc__.split("\n\n")[0])
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="video files, folders (searched recursively for videos and "
-                        "folders of frames; outputs mirror their paths below --out), quoted "
-                        "globs, or folders of frames (images sorted by name)")
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    _add_model_arguments(parser)
-    _add_output_and_running_arguments(parser)
-    _add_tracking_arguments(parser)
-    return parser
-
-
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    model = parser.add_argument_group("model (one of --checkpoint or --onnx)")
-    source = model.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="whole-body training workdir, optionally with "
-                        ":best, :latest or :STEP (JAX)")
-    source.add_argument("--onnx", help="whole-body ONNX file from python -m interop.to_onnx, "
-                        "with or without --with-keypoints (onnxruntime; imports neither JAX "
-                        "nor torch)")
-    model.add_argument("--step", default=None, help="with --checkpoint: best, latest or a step")
-    add_dtype_argument(model)
-    model.add_argument("--hand-checkpoint", default=None,
-                       help="with --checkpoint: hand-model workdir; refines both hands on "
-                       "crops of the full-resolution frames (docs/HANDS.md)")
-    model.add_argument("--hand-onnx", default=None, help="with --onnx: the exported hand model")
-    model.add_argument("--hand-min-score", type=float, default=DEFAULT_MIN_SCORE,
-                       help="a hand-model point replaces the body model's from this score "
-                       "(default %(default)s)")
-    model.add_argument("--hand-decoder", choices=DECODERS, default="dark",
-                       help="how hand heatmaps become points: DARK's sub-pixel refinement "
-                       "or argmax + quarter-pixel shift (default %(default)s; docs/HANDS.md)")
-    model.add_argument("--threads", type=int, default=0,
-                       help="with --onnx: onnxruntime intra-op threads (default %(default)s: "
-                       "onnxruntime's own choice)")
-
-
-def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
-    out = parser.add_argument_group("outputs")
-    out.add_argument("--format", default="npz",
-                     help="comma-separated output formats: npz, pose (pose-format's .pose, "
-                     "needs the pose extra) (default %(default)s)")
-    out.add_argument("--overlay", action="store_true",
-                     help="also write NAME.overlay.mp4 with the skeleton and the tracked region")
-    out.add_argument("--min-score", type=float, default=0.1,
-                     help=".pose: points scoring below this are stored as missing "
-                     "(confidence 0); overlay: not drawn (default %(default)s)")
-    out.add_argument("--overwrite", action="store_true",
-                     help="redo videos whose outputs exist (default: skip them)")
-    run = parser.add_argument_group("running")
-    run.add_argument("--batch-size", type=int, default=1,
-                     help="frames per model call; the tracked region is updated between "
-                     "batches, so 1 follows the signer frame by frame and 8 is faster but less "
-                     "accurate (docs/VIDEO.md) (default %(default)s)")
-    run.add_argument("--frames-fps", type=float, default=25.0,
-                     help="frame rate of folders of frames (and of videos that store none) "
-                     "(default %(default)s)")
-    out.add_argument("--fps", type=float, default=None,
-                     help="resample the outputs to this constant frame rate, linearly in time "
-                     "(for tools that assume one rate; default: every decoded frame, with its "
-                     "own time stamp)")
-
-
-def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
-    track = parser.add_argument_group("tracking (docs/VIDEO.md)")
-    track.add_argument("--no-tracking", action="store_true",
-                       help="run every frame on the whole (letterboxed) frame")
-    track.add_argument("--track-threshold", type=float, default=_T.score_threshold,
-                       help="a point at or above this score is confident (default %(default)s)")
-    track.add_argument("--track-min-points", type=int, default=_T.min_points,
-                       help="fewer confident points: tracking is lost, re-detect on the whole "
-                       "frame (default %(default)s)")
-    track.add_argument("--track-margin", type=float, default=_T.margin,
-                       help="region side = (1 + 2 margin) x the extent of the confident points "
-                       "(default %(default)s)")
-    track.add_argument("--no-hand-tracking", action="store_true",
-                       help="place every hand crop from the body model's points, as on still "
-                       "images (default: from the hand's own points on the previous frame)")
-    smooth = parser.add_argument_group(
-        "smoothing (docs/VIDEO.md): zero-lag over the whole file by default")
-    smooth.add_argument("--no-smoothing", action="store_true", help="keep the raw keypoints")
-    smooth.add_argument("--smooth-window", type=float, default=_O.window,
-                        help="seconds: Gaussian sigma of the local fit's window (default "
-                        "%(default)s)")
-    smooth.add_argument("--smooth-degree", type=int, default=_O.degree, choices=(0, 1, 2),
-                        help="degree of the local fit: 1 is exact at constant velocity, 2 at "
-                        "constant acceleration (default %(default)s)")
-    smooth.add_argument("--smooth-outlier", type=float, default=_O.outlier,
-                        help="a point this many hand sizes (signer sizes for body and face) "
-                        "off the fit is an outlier and refitted without (default %(default)s)")
-    smooth.add_argument("--smooth-cut-speed", type=float, default=None,
-                        help="signer sizes per second: a frame where the torso and head move "
-                        "faster starts a new segment the smoothing does not cross (edited "
-                        "videos with cuts; try 8) (default: never cut)")
-    smooth.add_argument("--smooth-threshold", type=float, default=_O.score_threshold,
-                        help="a point scoring below this is missing: left unchanged and not "
-                        "used (default %(default)s)")
-    causal = parser.add_argument_group(
-        "causal smoothing: One Euro filter, as in live_demo (--causal)")
-    causal.add_argument("--causal", action="store_true",
-                        help="smooth frame by frame from past frames only, as the live demo "
-                        "does, instead of over the whole file")
-    causal.add_argument("--min-cutoff", type=float, default=_S.min_cutoff,
-                        help="Hz: cutoff of a still point (lower = smoother, more lag) "
-                        "(default %(default)s)")
-    causal.add_argument("--beta", type=float, default=_S.beta,
-                        help="cutoff gain per signer size per second of speed (higher = less "
-                        "lag on fast signs) (default %(default)s)")
-    causal.add_argument("--d-cutoff", type=float, default=_S.d_cutoff,
-                        help="Hz: low-pass on the speed estimate (default %(default)s)")
-    causal.add_argument("--jump-gate", type=float, default=_S.jump_gate,
-                        help="signer sizes per second: hold back for one frame a point that "
-                        "moves faster (0 = no gate) (default %(default)s)")
-    causal.add_argument("--smooth-confidence", type=float, nargs=2, default=None,
-                        metavar=("LOW", "HIGH"),
-                        help="damp low-scoring points: a score <= LOW moves 5%% of the step, "
-                        ">= HIGH all of it (off by default; 0.2 0.5 suits the body model alone)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,27 +115,7 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
     causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
     processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
                                   causal, job.hands)
-    results, stamps = [], []
-    bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
-               leave=False, dynamic_ncols=True)
-    try:
-        batch: list[np.ndarray] = []
-        times: list[float] = []
-        for frame, seconds in read_timed_frames(item, info,
-                                                prefetch=max(16, 2 * job.batch_size)):
-            batch.append(frame)
-            times.append(seconds)
-            if len(batch) == job.batch_size:
-                results.append(processor.process(batch, times))
-                bar.update(len(batch))
-                stamps += times
-                batch, times = [], []
-        if batch:
-            results.append(processor.process(batch, times))
-            bar.update(len(batch))
-            stamps += times
-    finally:
-        bar.close()
+    results, stamps = _process_frames(item, info, processor, job.batch_size, position)
     if not results:
         raise VideoReadError(f"{item.path}: no frames decoded")
     keypoints = np.concatenate([r.keypoints for r in results])
@@ -288,6 +144,33 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
         _write_overlay(item, info, sequence, job, np.concatenate([r.hand_regions for r in results]),
                        np.concatenate([r.hand_tracked for r in results]))
     return sequence, len(sequence.keypoints) / (time.perf_counter() - start)
+
+
+def _process_frames(item: VideoInput, info: VideoInfo, processor: SequenceProcessor,
+                    batch_size: int, position: int) -> tuple[list, list[float]]:
+    """Decode `item` and run its frames through `processor` in batches; (the batches' results,
+    every frame's time stamp)."""
+    results, stamps = [], []
+    bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
+               leave=False, dynamic_ncols=True)
+    try:
+        batch: list[np.ndarray] = []
+        times: list[float] = []
+        for frame, seconds in read_timed_frames(item, info, prefetch=max(16, 2 * batch_size)):
+            batch.append(frame)
+            times.append(seconds)
+            if len(batch) == batch_size:
+                results.append(processor.process(batch, times))
+                bar.update(len(batch))
+                stamps += times
+                batch, times = [], []
+        if batch:
+            results.append(processor.process(batch, times))
+            bar.update(len(batch))
+            stamps += times
+    finally:
+        bar.close()
+    return results, stamps
 
 
 def _write_overlay(item: VideoInput, info: VideoInfo, sequence: KeypointSequence,
@@ -320,7 +203,7 @@ def load_model(args: argparse.Namespace) -> RegionPredictor:
 
 def main(argv: list[str] | None = None) -> int:
     """Process every input; return 0, or 1 if any input failed, 2 for bad arguments."""
-    parser = build_parser()
+    parser = build_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     try:
         job = settings_from(args)
