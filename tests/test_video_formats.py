@@ -104,10 +104,22 @@ def _rewrite(path: Path, **changes) -> None:
     np.savez(path, **{k: v for k, v in fields.items() if v is not None})
 
 
+def test_npz_without_timestamps_reads_as_a_constant_rate(tmp_path):
+    """Files from before the field: frame n at n / fps."""
+    path = tmp_path / "old.npz"
+    write_npz(path, make_sequence())
+    _rewrite(path, timestamps=None)
+    seq = read_npz(path)
+    np.testing.assert_allclose(seq.timestamps, np.arange(seq.num_frames) / seq.fps)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        *[(name, None, "is missing") for name in formats.NPZ_FIELDS],
+        *[(name, None, "is missing") for name in formats.NPZ_FIELDS
+          if name not in formats.NPZ_OPTIONAL],
+        ("timestamps", np.zeros(5), r"shape \(5,\)"),
+        ("timestamps", np.array([0.0, 0.1, 0.1, 0.2, 0.3, 0.4]), "strictly increasing"),
         ("keypoints", np.zeros((6, 63, 3), np.float32), r"shape \(6, 63, 3\)"),
         ("keypoints", np.zeros((6, 64, 3), np.float64), "dtype float32"),
         ("keypoints", np.zeros((6, 64, 3), np.int32), "dtype int32"),

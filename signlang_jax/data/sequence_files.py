@@ -39,6 +39,7 @@ NPZ_FIELDS = (
     "keypoints", "fps", "frame_size", "keypoint_names", "tracked", "region", "metadata",
     "format_version", "timestamps",
 )  # fmt: skip
+NPZ_OPTIONAL = ("timestamps",)  # files written before it existed read as frame n at n / fps
 
 # .pose components, in our keypoint order so that the file's point index is our keypoint index.
 # The names follow pose-format's COCO-WholeBody layout ("BODY", "LEFT_HAND", "RIGHT_HAND" with
