@@ -38,6 +38,7 @@ from interop.onnx_metadata import (
     ExportError,
     model_metadata,
 )
+from interop.quantize import Int8Check, quantize_int8
 from interop.verify_onnx import (
     FLOAT32_TOLERANCE,
     FP16_TOLERANCE,
@@ -68,6 +69,7 @@ class ExportReport:
     size_bytes: int
     tolerance: float
     rows: list[ParityRow]
+    int8: Int8Check | None = None  # with --int8: the int8 graph against the float one
 
     @property
     def max_abs_diff(self) -> float:
@@ -80,8 +82,9 @@ class ExportReport:
                   f"{self.heatmap_size})"
         if self.with_keypoints:
             outputs += f" + {KEYPOINTS_NAME} (N, {self.num_keypoints}, 3)"
+        precision = "int8" if self.int8 else "float16" if self.fp16 else "float32"
         lines = [f"wrote {self.output} ({self.size_bytes / 1e6:.1f} MB, opset {self.opset}, "
-                 f"{'float16' if self.fp16 else 'float32'} weights, step {self.step}): "
+                 f"{precision} weights, step {self.step}): "
                  f"{INPUT_NAME} (N, 3, {self.image_size}, {self.image_size}) -> {outputs}"]
         for row in self.rows:
             tied = f", {row.keypoints_tied} at near-ties" if row.keypoints_tied else ""
@@ -89,7 +92,10 @@ class ExportReport:
                          f"{row.max_abs_diff:.2e}, keypoints identical {row.keypoints_equal}/"
                          f"{row.keypoints_total}{tied}")
         lines.append(f"parity onnxruntime vs JAX: max abs heatmap difference "
-                     f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e})")
+                     f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e})"
+                     + (" for the float graph" if self.int8 else ""))
+        if self.int8:
+            lines.append(self.int8.summary())
         return "\n".join(lines)
 
 
@@ -193,16 +199,20 @@ def export_graph(module: object, image_size: int, opset: int, with_keypoints: bo
 
 def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int | None = None,
                 opset: int = DEFAULT_OPSET, image_size: int | None = None,
-                with_keypoints: bool = False, fp16: bool = False,
+                with_keypoints: bool = False, fp16: bool = False, int8: int = 0,
                 log: Callable[[str], None] = lambda message: None) -> ExportReport:
     """Export a training checkpoint to a verified ONNX file at `output` (see the module doc).
 
     Nothing is left at `output` unless the file passed `verify_onnx`; an existing file there is
-    replaced only then.
+    replaced only then. int8 > 0: quantize the verified float graph to int8, calibrated on that
+    many images of the checkpoint's data, and check it against the float graph (quantize.py).
     """
     require_export_packages()
     from signlang_jax.inference.restore import split_spec
 
+    if int8 < 0 or (int8 and fp16):
+        raise ExportError(f"--int8 {int8}{' with --fp16' if fp16 else ''}: give a positive "
+                          "number of calibration images, and either --int8 or --fp16")
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset}: the exporter needs opset {MIN_OPSET} or newer")
     if image_size is not None and (image_size <= 0 or image_size % 32):
@@ -216,11 +226,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int |
     with atomic_path(output) as temporary:  # the file appears only once verified
         reserve_output(output, temporary)
         return _export(checkpoint, step, output, temporary, opset, image_size, with_keypoints,
-                       fp16, log)
+                       fp16, int8, log)
 
 
 def _export(checkpoint: str | Path, step: str | int | None, output: Path, temporary: Path,
-            opset: int, image_size: int | None, with_keypoints: bool, fp16: bool,
+            opset: int, image_size: int | None, with_keypoints: bool, fp16: bool, int8: int,
             log: Callable[[str], None]) -> ExportReport:
     import onnx
     import torch
@@ -259,8 +269,18 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
         "verifying with onnxruntime against JAX")
     rows, tolerance = verify_onnx(temporary, loaded.model, config, size, with_keypoints,
                                   fp16)
+    check = None
+    if int8:
+        log(f"quantizing to int8, calibrated on {int8} images of the checkpoint's data")
+        quantized = temporary.with_name(temporary.name + ".int8")
+        try:
+            check = quantize_int8(temporary, quantized, config, size, int8)
+            quantized.replace(temporary)
+        finally:
+            quantized.unlink(missing_ok=True)
     return ExportReport(output, loaded.step, size, heatmap_size, config.model.num_keypoints,
-                        with_keypoints, fp16, opset, temporary.stat().st_size, tolerance, rows)
+                        with_keypoints, fp16, opset, temporary.stat().st_size, tolerance, rows,
+                        check)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -304,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-keypoints", action="store_true",
                         help="add the output 'keypoints' (N, K, 3): x, y in input pixels and "
                              "score, decoded inside the graph (argmax + quarter-pixel shift)")
+    parser.add_argument("--int8", type=int, nargs="?", const=64, default=0, metavar="N",
+                        help="then quantize to int8 for CPU deployment (onnxruntime static "
+                             "quantization, QDQ), calibrated on N images of the checkpoint's "
+                             "own val data (default 64; needs that data and the train extra), "
+                             "and check its keypoints against the float graph's")
     parser.add_argument("--fp16", action="store_true",
                         help="half-precision weights and compute; input and outputs stay float32. "
                              f"Verified with the looser tolerance {FP16_TOLERANCE:.0e} x "
@@ -326,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = export_onnx(args.checkpoint, args.output, step=args.step, opset=args.opset,
                              image_size=args.img_size, with_keypoints=args.with_keypoints,
-                             fp16=args.fp16, log=lambda m: print(m, file=sys.stderr))
+                             fp16=args.fp16, int8=args.int8,
+                             log=lambda m: print(m, file=sys.stderr))
     except (ExportError, CheckpointError) as e:
         print(f"ERROR {e}", file=sys.stderr)
         if isinstance(e, VerificationError):

@@ -405,3 +405,37 @@ def test_deployment_guide_decoder_matches_codec():
     heatmaps = np.random.default_rng(0).random((2, 64, 16, 16)).astype(np.float32)
     expected = np.asarray(decode_heatmaps(jnp.asarray(convert.nchw_to_nhwc(heatmaps)), 64))
     np.testing.assert_array_equal(namespace["decode_heatmaps"](heatmaps, 64), expected)
+
+
+def test_int8_export_is_calibrated_checked_and_runs(trained_workdir, tmp_path, capsys):
+    """--int8: a QDQ graph calibrated on the run's own val images, its keypoints checked against
+    the float graph's, marked int8 in its metadata, and usable by the onnxruntime runtime."""
+    from signlang_jax.inference.onnx_runtime import OnnxModel
+
+    output = tmp_path / "int8.onnx"
+    assert to_onnx.main(["--checkpoint", str(trained_workdir), "--output", str(output),
+                         "--with-keypoints", "--int8", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 weights" in printed and "calibrated on 4 val images" in printed
+    model = onnx.load(str(output))
+    assert {p.key: p.value for p in model.metadata_props}["precision"].startswith("int8")
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    assert OnnxModel(output).predict_batch(images).shape == (2, 64, 3)
+    # Refused, nothing written: with --fp16, a negative count, or the run's data gone.
+    import shutil
+
+    moved = tmp_path / "moved_run"
+    shutil.copytree(trained_workdir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["root"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    for run, extra, message in (
+            (trained_workdir, ["--int8", "--fp16"], "either --int8 or --fp16"),
+            (trained_workdir, ["--int8", "-2"], "--int8 -2: give a positive number"),
+            (moved, ["--int8", "4"], "--int8 calibrates on the checkpoint's own data "
+                                      f"(data.root='{tmp_path / 'gone'}'")):
+        bad = tmp_path / "bad.onnx"
+        assert to_onnx.main(["--checkpoint", str(run), "--output", str(bad), *extra]) == 1
+        assert message in capsys.readouterr().err
+        assert not bad.exists()
