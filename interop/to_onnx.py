@@ -199,18 +199,18 @@ def export_graph(module: object, image_size: int, opset: int, with_keypoints: bo
 
 def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int | None = None,
                 opset: int = DEFAULT_OPSET, image_size: int | None = None,
-                with_keypoints: bool = False, fp16: bool = False, int8: int = 0,
+                with_keypoints: bool = False, fp16: bool = False, int8: int | None = None,
                 log: Callable[[str], None] = lambda message: None) -> ExportReport:
     """Export a training checkpoint to a verified ONNX file at `output` (see the module doc).
 
     Nothing is left at `output` unless the file passed `verify_onnx`; an existing file there is
-    replaced only then. int8 > 0: quantize the verified float graph to int8, calibrated on that
-    many images of the checkpoint's data, and check it against the float graph (quantize.py).
+    replaced only then. int8: quantize the verified float graph to int8, calibrated on that many
+    images of the checkpoint's data, and check it against the float graph (quantize.py).
     """
     require_export_packages()
     from signlang_jax.inference.restore import split_spec
 
-    if int8 < 0 or (int8 and fp16):
+    if int8 is not None and (int8 < 1 or fp16):
         raise ExportError(f"--int8 {int8}{' with --fp16' if fp16 else ''}: give a positive "
                           "number of calibration images, and either --int8 or --fp16")
     if opset < MIN_OPSET:
@@ -230,7 +230,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, step: str | int |
 
 
 def _export(checkpoint: str | Path, step: str | int | None, output: Path, temporary: Path,
-            opset: int, image_size: int | None, with_keypoints: bool, fp16: bool, int8: int,
+            opset: int, image_size: int | None, with_keypoints: bool, fp16: bool,
+            int8: int | None,
             log: Callable[[str], None]) -> ExportReport:
     import onnx
     import torch
@@ -270,7 +271,7 @@ def _export(checkpoint: str | Path, step: str | int | None, output: Path, tempor
     rows, tolerance = verify_onnx(temporary, loaded.model, config, size, with_keypoints,
                                   fp16)
     check = None
-    if int8:
+    if int8 is not None:
         log(f"quantizing to int8, calibrated on {int8} images of the checkpoint's data")
         quantized = temporary.with_name(temporary.name + ".int8")
         try:
@@ -324,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-keypoints", action="store_true",
                         help="add the output 'keypoints' (N, K, 3): x, y in input pixels and "
                              "score, decoded inside the graph (argmax + quarter-pixel shift)")
-    parser.add_argument("--int8", type=int, nargs="?", const=64, default=0, metavar="N",
+    parser.add_argument("--int8", type=int, nargs="?", const=64, default=None, metavar="N",
                         help="then quantize to int8 for CPU deployment (onnxruntime static "
                              "quantization, QDQ), calibrated on N images of the checkpoint's "
                              "own val data (default 64; needs that data and the train extra), "

@@ -293,6 +293,22 @@ def test_fields_on_one_side_are_other_differences():
     ]
 
 
+def test_a_run_from_before_a_later_architecture_field_had_its_old_value():
+    """A hand run saved before model.udp existed trained plain coordinates: resuming it with
+    today's configs/hand.py (UDP) is an architecture change, not a warning."""
+    from configs import hand
+
+    saved = hand.get_config().to_dict()
+    for field in ("udp", "head", "simcc_split", "simcc_hidden"):
+        del saved["model"][field]
+    architecture, other = config_differences(saved, hand.get_config().to_dict())
+    assert architecture == ["model.udp: checkpoint False, this config True"]
+    assert other == []
+    plain = hand.get_config()
+    plain.model.udp = False  # the old run's own convention: resumes
+    assert config_differences(saved, plain.to_dict()) == ([], [])
+
+
 def test_format_config_warnings():
     assert format_config_warnings([], "runs/a/config.json") == ""
     lines = ["optim.lr: checkpoint 0.001, this config 0.002",

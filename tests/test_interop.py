@@ -433,6 +433,7 @@ def test_int8_export_is_calibrated_checked_and_runs(trained_workdir, tmp_path, c
     for run, extra, message in (
             (trained_workdir, ["--int8", "--fp16"], "either --int8 or --fp16"),
             (trained_workdir, ["--int8", "-2"], "--int8 -2: give a positive number"),
+            (trained_workdir, ["--int8", "0"], "--int8 0: give a positive number"),
             (moved, ["--int8", "4"], "--int8 calibrates on the checkpoint's own data "
                                       f"(data.root='{tmp_path / 'gone'}'")):
         bad = tmp_path / "bad.onnx"

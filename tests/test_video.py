@@ -177,6 +177,13 @@ def test_the_jump_gate_is_a_speed_so_low_frame_rates_keep_real_motion():
     spike = moved.copy()
     spike[6, :2] = (150, 50)
     assert f(spike, 0.1)[6, 0] == pytest.approx(50.0)  # held
+    # At 240 fps the gate's distance (7.5 / 240 = 0.03 sizes) would be model noise: the floor
+    # of 0.05 signer sizes per frame lets a 4 px (0.04) step through.
+    fast = OneEuroFilter(OneEuroParams(min_cutoff=1.0, beta=0.0), NUM_KEYPOINTS)
+    fast(pts, 1 / 240)
+    nudged = pts.copy()
+    nudged[5, :2] = (54, 50)
+    assert fast(nudged, 1 / 240)[5, 0] > 50.0  # followed, not held
 
 
 def test_one_euro_rejects_bad_settings():
@@ -376,6 +383,13 @@ def test_corpus_folders_are_searched_and_outputs_mirror_their_paths(tmp_path):
     inputs, problems = find_inputs([str(corpus)])
     assert problems == []
     assert [i.name for i in inputs] == ["a/extra", "a/take/1", "b", "b/take/1"]
+    # A linked folder keeps its place in the tree, wherever its target lies.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_video(elsewhere / "x.mp4", blob_clip(2))
+    (corpus / "linked").symlink_to(elsewhere, target_is_directory=True)
+    inputs, problems = find_inputs([str(corpus)])
+    assert problems == [] and "linked/x" in [i.name for i in inputs]
     globbed, problems = find_inputs([str(corpus / "*" / "take" / "1")])
     assert problems == [] and [i.name for i in globbed] == ["a/take/1", "b/take/1"]
     assert find_inputs([str(corpus / "a" / "take" / "1")])[0][0].name == "1"

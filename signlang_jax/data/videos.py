@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import math
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -108,11 +109,14 @@ def _folders_below(top: Path) -> Iterator[Path]:
 
 def _output_name(path: Path, root: Path) -> str:
     """The output stem of `path` (a video without its suffix, or a frame folder): its path
-    relative to `root` (the INPUT folder or glob root), "/"-separated, or its own name."""
-    path, root = path.resolve(), root.resolve()
-    if path == root or path in root.parents:
-        return path.name
-    return path.relative_to(root).as_posix()
+    relative to `root` (the INPUT folder or glob root), "/"-separated, or its own name.
+
+    Both as written, not resolved: a linked folder inside the INPUT folder keeps its place in
+    the tree (its target may lie anywhere)."""
+    relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+    if relative == Path(".") or relative.parts[0] == "..":
+        return Path(os.path.abspath(path)).name
+    return relative.as_posix()
 
 
 def _search(top: Path, root: Path) -> list[VideoInput]:
@@ -129,7 +133,7 @@ def _search(top: Path, root: Path) -> list[VideoInput]:
         if videos:
             found += [VideoInput(_output_name(p.with_suffix(""), root), p) for p in videos]
         elif frames := _frames_in(folder):
-            named = folder.resolve()
+            named = Path(os.path.abspath(folder))
             named = named.parent if named.name in _FRAME_FOLDER_NAMES else named
             found.append(VideoInput(_output_name(named, root), folder.resolve(), frames))
     if not found:
@@ -168,7 +172,7 @@ def find_inputs(specs: list[str]) -> tuple[list[VideoInput], list[str]]:
             if path.is_dir():
                 try:
                     inputs.extend(_search(path, root))
-                except FileNotFoundError as e:
+                except OSError as e:  # nothing found, or a folder that cannot be listed
                     problems.append(str(e))
             elif path.suffix.lower() in VIDEO_EXTENSIONS:
                 name = _output_name(path.with_suffix(""), root) if magic else path.stem

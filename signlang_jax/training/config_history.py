@@ -28,6 +28,11 @@ ARCHITECTURE_FIELDS = (
     "data.image_size", "optim.ema", "model.udp", "model.head", "model.simcc_split",
     "model.simcc_hidden",
 )  # fmt: skip
+# Architecture fields added after runs existed, and the value every run before them had: a
+# checkpoint's config without the field is compared as if it held this value (so resuming an old
+# plain-coordinate hand run with today's UDP configs/hand.py is refused, not silently switched).
+ARCHITECTURE_BEFORE_FIELD = {"optim.ema": False, "model.udp": False, "model.head": "heatmap",
+                             "model.simcc_split": 2, "model.simcc_hidden": 256}
 # Fields that differ between the processes of one job or between restarts of it without changing
 # what the run computes: never reported as differences.
 IGNORED_DIFFERENCES = ("distributed.coordinator", "distributed.process_id", "distributed.timeout")
@@ -67,9 +72,13 @@ def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]
 
     Both are nested dicts (config.to_dict() or config.json); every leaf is compared, lists equal
     tuples. Lines read `model.name: checkpoint 'resnet18', this config 'resnet34'`, sorted by
-    field; a field on one side only is an other difference (older versions lacked new fields).
+    field; a field on one side only is an other difference (older versions lacked new fields),
+    except the architecture fields added later, compared with their value before they existed
+    (`ARCHITECTURE_BEFORE_FIELD`).
     """
     old, new = _leaves(_as_dict(saved)), _leaves(_as_dict(current))
+    # A run from before a later architecture field had that field's old value.
+    old = {**{f: v for f, v in ARCHITECTURE_BEFORE_FIELD.items() if f in new}, **old}
     architecture, other = [], []
     for field in sorted(old.keys() | new.keys()):
         if field in IGNORED_DIFFERENCES:

@@ -61,6 +61,10 @@ class OneEuroParams:
             raise ValueError(f"smoothing confidence={self.confidence}; expected 0 <= low < high")
 
 
+# Signer sizes: the jump gate never holds a move shorter than this in one frame.
+JUMP_FLOOR = 0.05
+
+
 def smoothing_alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
     """The exponential-smoothing weight of the new sample for a cutoff (Hz) and step dt (s)."""
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, np.float64))
@@ -106,8 +110,11 @@ class OneEuroFilter:
         norm = self._scale if math.isfinite(self._scale) and self._scale > 1.0 else 1.0
 
         if p.jump_gate is not None:
-            jump = np.linalg.norm(xy - self._x, axis=1) / norm / dt
-            held = self._alive & ~self._held & (jump > p.jump_gate)
+            # A speed, with a floor of a twentieth of the signer per frame: at high frame rates
+            # (240 fps slow motion, near-duplicate frames) the per-frame distance of the gate
+            # would fall inside the model's ordinary frame-to-frame noise.
+            jump = np.linalg.norm(xy - self._x, axis=1) / norm  # signer sizes in this step
+            held = self._alive & ~self._held & (jump > max(p.jump_gate * dt, JUMP_FLOOR))
             xy = np.where(held[:, None], self._x, xy)
             self._held = held
         speed = np.linalg.norm(xy - self._x, axis=1) / dt / norm
