@@ -75,7 +75,6 @@ def quantize_int8(float_path: Path, int8_path: Path, config: object, image_size:
                   count: int) -> Int8Check:
     """Write the int8 graph of `float_path` to `int8_path` and check it (see the module doc)."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -111,11 +110,13 @@ def quantize_int8(float_path: Path, int8_path: Path, config: object, image_size:
     onnx.save(model, str(int8_path))
     rendered = verification_images(image_size, config)["real"].transpose(0, 3, 1, 2)
     checked = np.ascontiguousarray(np.concatenate([held_out, rendered]), np.float32)
-    return _compare(float_path, int8_path, checked, image_size, len(calibration), ort)
+    return _compare(float_path, int8_path, checked, image_size, len(calibration))
 
 
 def _compare(float_path: Path, int8_path: Path, images: np.ndarray, image_size: int,
-             calibrated: int, ort: object) -> Int8Check:
+             calibrated: int) -> Int8Check:
+    import onnxruntime as ort
+
     from signlang_jax.dark import decode_heatmaps
 
     outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(

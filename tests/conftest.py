@@ -124,3 +124,25 @@ def checkpoint_arrays(workdir: Path, config, step: int | None = None) -> dict:
         manager.close()
     flat = jax.tree_util.tree_flatten_with_path(restored)[0]
     return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+
+
+def memorise_four_samples(config, steps: int = 300) -> tuple[float, float, dict]:
+    """Train `config`'s model on 4 training samples (one fixed batch) for `steps` steps;
+    (first loss, last loss, val metrics on those 4 samples)."""
+    from signlang_jax.data.pipeline import make_dataset
+    from signlang_jax.data.sources import SampleSource, load_split
+    from signlang_jax.training import train as train_lib
+    from signlang_jax.training import validation
+
+    samples = load_split(config.data, "train")[:4]
+    graphdef, state, schedule = train_lib.create_state(config, steps)
+    trainer = train_lib.make_trainer(config, graphdef, state, schedule)
+    batch = next(iter(make_dataset(config, "val", samples=samples, num_workers=0)))
+    placed = train_lib.device_batch(batch, trainer.batch_sharding)
+    losses = []
+    for _ in range(steps):
+        state, metrics = trainer.train_step(state, placed)
+        losses.append(metrics["loss"])
+    place = lambda b: train_lib.device_batch(b, trainer.batch_sharding)
+    val, _ = validation.validate(trainer.eval_step, place, state, config, SampleSource(samples))
+    return float(losses[0]), float(losses[-1]), val

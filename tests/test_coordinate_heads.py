@@ -128,25 +128,10 @@ def _simcc_config(train_config):
 
 def test_simcc_model_memorises_four_samples(train_config):
     """As the heatmap model's overfit test: PCK@0.1 on the samples goes near 1."""
-    from signlang_jax.data.pipeline import make_dataset
-    from signlang_jax.data.sources import SampleSource, load_split
-    from signlang_jax.training import train as train_lib
-    from signlang_jax.training import validation
+    from tests.conftest import memorise_four_samples
 
-    config = _simcc_config(train_config)
-    samples = load_split(config.data, "train")[:4]
-    graphdef, state, schedule = train_lib.create_state(config, 300)
-    trainer = train_lib.make_trainer(config, graphdef, state, schedule)
-    batch = next(iter(make_dataset(config, "val", samples=samples, num_workers=0)))
-    placed = train_lib.device_batch(batch, trainer.batch_sharding)
-    first = None
-    for _ in range(300):
-        state, metrics = trainer.train_step(state, placed)
-        first = first if first is not None else float(metrics["loss"])
-    assert float(metrics["loss"]) < 0.3 * first
-    place = lambda b: train_lib.device_batch(b, trainer.batch_sharding)
-    metrics, _ = validation.validate(trainer.eval_step, place, state, config,
-                                     SampleSource(samples))
+    first, last, metrics = memorise_four_samples(_simcc_config(train_config))
+    assert last < 0.3 * first
     assert metrics["val/pck@0.1"] > 0.9, metrics
 
 

@@ -15,11 +15,10 @@ import pytest
 from flax import nnx
 
 from signlang_jax.data.pipeline import make_dataset
-from signlang_jax.data.sources import SampleSource, load_split
-from signlang_jax.training import checkpoints, distributed, optimizer, validation
+from signlang_jax.training import checkpoints, distributed, optimizer
 from signlang_jax.training import steps as steps_lib
 from signlang_jax.training import train as train_lib
-from tests.conftest import ROOT, checkpoint_arrays
+from tests.conftest import ROOT, checkpoint_arrays, memorise_four_samples
 
 _params = checkpoint_arrays
 
@@ -57,19 +56,8 @@ def test_overfit_tiny_model_reaches_high_pck(train_config):
     config.model.sigma = 1.5
     config.optim.lr = 5e-3
     config.optim.warmup_steps = 10
-    samples = load_split(config.data, "train")[:4]
-    graphdef, state, schedule = train_lib.create_state(config, 300)
-    trainer = train_lib.make_trainer(config, graphdef, state, schedule)
-    batch = next(iter(make_dataset(config, "val", samples=samples, num_workers=0)))
-    placed = train_lib.device_batch(batch, trainer.batch_sharding)
-    first = None
-    for _ in range(300):
-        state, metrics = trainer.train_step(state, placed)
-        first = first if first is not None else float(metrics["loss"])
-    assert float(metrics["loss"]) < 0.2 * first
-    place = lambda b: train_lib.device_batch(b, trainer.batch_sharding)
-    metrics, _ = validation.validate(trainer.eval_step, place, state, config,
-                                     SampleSource(samples))
+    first, last, metrics = memorise_four_samples(config)
+    assert last < 0.2 * first
     assert metrics["val/pck@0.1"] > 0.9, metrics
 
 

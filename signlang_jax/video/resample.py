@@ -31,18 +31,18 @@ def resample(sequence: KeypointSequence, fps: float, min_score: float = 0.0
     else:  # the input frames around each wanted time
         after = np.clip(np.searchsorted(times, wanted, side="right"), 1, len(times) - 1)
         before = after - 1
-    span = times[after] - times[before]
-    weight = np.where(span > 0, (wanted - times[before]) / np.where(span > 0, span, 1), 0.0)
+    span = times[after] - times[before]  # 0 only for a one-frame sequence
+    weight = np.divide(wanted - times[before], span, out=np.zeros_like(span), where=span > 0)
     weight = np.clip(weight, 0.0, 1.0)
     nearer = np.where(weight < 0.5, before, after)
     kp = sequence.keypoints
     a, b = kp[before], kp[after]  # (count, K, 3)
     both = (a[..., 2] > min_score) & (b[..., 2] > min_score)
     w = weight[:, None, None]
-    mixed = ((1 - w) * a + w * b).astype(np.float32)
-    keypoints = np.where(both[..., None], mixed, kp[nearer])
+    mixed = (1 - w) * a + w * b
+    keypoints = np.where(both[..., None], mixed, kp[nearer]).astype(np.float32)
     return dataclasses.replace(
-        sequence, keypoints=keypoints.astype(np.float32), fps=float(fps),
+        sequence, keypoints=keypoints, fps=float(fps),
         tracked=sequence.tracked[nearer], region=sequence.region[nearer],
         metadata={**sequence.metadata, "resampled": describe_resampling(sequence, fps)},
         timestamps=wanted)
