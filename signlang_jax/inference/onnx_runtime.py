@@ -87,8 +87,29 @@ class OnnxModel:
         # Files exported before the field existed use the plain convention.
         self._udp = self.metadata.get("heatmap_coordinates", "plain") == "udp"
 
+    @property
+    def udp(self) -> bool:
+        """Whether the heatmaps use UDP coordinates (metadata `heatmap_coordinates`)."""
+        return self._udp
+
+    @property
+    def has_heatmaps(self) -> bool:
+        """Whether the file has the 'heatmaps' output (every `to_onnx` export has)."""
+        return self._heatmaps_index is not None
+
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, K, 3) keypoints in input pixels for uint8 (N, S, S, 3) RGB images."""
+        return self._run(images)[0]
+
+    def predict_maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((N, K, 3) keypoints in input pixels, (N, K, H, W) heatmaps) for uint8 (N, S, S, 3)
+        RGB images; only for a file with heatmaps (`has_heatmaps`)."""
+        keypoints, heatmaps = self._run(images)
+        if heatmaps is None:
+            raise OnnxModelError(f"{self.path}: no 'heatmaps' output")
+        return keypoints, heatmaps
+
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
         try:
             outputs = self._session.run(None, {"images": x})
@@ -103,7 +124,8 @@ class OnnxModel:
         if self.decoder == "dark":
             keypoints = dark_refine(outputs[self._heatmaps_index], keypoints, self.input_size,
                                     float(self.metadata["sigma"]), self._udp)
-        return keypoints
+        heatmaps = None if self._heatmaps_index is None else outputs[self._heatmaps_index]
+        return keypoints, heatmaps
 
 
 def _whole_frames(images: list[np.ndarray]) -> list[Region]:
@@ -168,4 +190,5 @@ def load_onnx(body: str | Path, hand: str | Path | None, hand_min_score: float,
     stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score,
                                                           threads=threads, decoder=hand_decoder)
     described = f"onnx {model.path}" + ("" if hand is None else f" + hand {hand}")
-    return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described)
+    return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described,
+                           model.predict_maps if model.has_heatmaps else None, model.udp)

@@ -18,18 +18,28 @@ from signlang_jax.inference.batching import predict_padded
 from signlang_jax.inference.hand_stage import HandStage
 
 BatchModel = Callable[[np.ndarray], np.ndarray]  # uint8 (N, S, S, 3) -> (N, K, 3) input pixels
+# uint8 (N, S, S, 3) -> ((N, K, 3) input pixels, (N, K, H, W) heatmaps)
+MapsModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class RegionPredictor:
-    """(frames, square regions) -> (N, 64, 3) keypoints in frame pixels, hands refined."""
+    """(frames, square regions) -> (N, 64, 3) keypoints in frame pixels, hands refined.
+
+    `predict_maps` (optional) also returns the body model's heatmaps, whose coordinates follow
+    `udp` (`signlang_jax.dark.input_ratio`); the video job finds the people in a frame from
+    their peaks (`signlang_jax.video.people`). Without it, only the decoded points are used.
+    """
 
     def __init__(self, predict_batch: BatchModel, input_size: int,
-                 hand_stage: HandStage | None, batch_size: int, description: str) -> None:
+                 hand_stage: HandStage | None, batch_size: int, description: str,
+                 predict_maps: MapsModel | None = None, udp: bool = False) -> None:
         self.predict_batch = predict_batch
         self.input_size = input_size
         self.hand_stage = hand_stage
         self.batch_size = batch_size
         self.description = description
+        self.predict_maps = predict_maps
+        self.udp = udp
 
     def predict(self, frames: Sequence[np.ndarray], regions: Sequence[Region]) -> np.ndarray:
         """Keypoints (N, 64, 3) of each RGB uint8 frame, the model seeing only its region, hands
@@ -50,6 +60,19 @@ class RegionPredictor:
             keypoints[n, :, :2] = apply_affine(keypoints[n, :, :2], invert_affine(matrix))
         return keypoints
 
+    def predict_body_maps(self, frame: np.ndarray, region: Region
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(keypoints (64, 3) frame pixels, heatmaps (64, H, W), the frame -> input affine) of
+        one frame's region; None when the model gives no heatmaps."""
+        if self.predict_maps is None:
+            return None
+        matrix = crop_matrix(region, self.input_size)
+        crop = warp_image(frame, matrix, self.input_size)[None]
+        keypoints, heatmaps = self.predict_maps(crop)
+        keypoints = np.array(keypoints[0], np.float32)
+        keypoints[:, :2] = apply_affine(keypoints[:, :2], invert_affine(matrix))
+        return keypoints, np.asarray(heatmaps[0], np.float32), matrix
+
 
 def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str | None,
              hand_min_score: float, batch_size: int, hand_decoder: str = "argmax"
@@ -65,5 +88,11 @@ def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str
     predictor = Predictor(loaded.model, loaded.config, hand_stage=None)
     described = f"jax {loaded.directory} step {loaded.step}" + (
         "" if hand_checkpoint is None else f" + hand {hand_checkpoint}")
+
+    def predict_maps(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keypoints, heatmaps = predictor.predict_batch(images)
+        return keypoints, heatmaps.transpose(0, 3, 1, 2)  # NHWC -> the (N, K, H, W) of ONNX
+
     return RegionPredictor(predictor.predict_keypoints, predictor.image_size, stage, batch_size,
-                           described)
+                           described, predict_maps,
+                           bool(loaded.config.model.get("udp", False)))

@@ -35,6 +35,13 @@ import numpy as np
 from signlang_jax.files import commit, temporary_sibling, write_atomic
 from signlang_jax.keypoints import KEYPOINT_INDEX
 from signlang_jax.parallel import run_jobs
+from signlang_jax.synth.companion import (
+    COMPANIONS,
+    companion_centre,
+    companion_visible,
+    draw_companion,
+    plan_companion,
+)
 from signlang_jax.synth.motion import pose_at, sample_motion
 from signlang_jax.synth.scene import apply_camera_effects, background, sample_camera_effects
 from signlang_jax.synth.signer import draw_signer, sample_signer
@@ -47,8 +54,10 @@ _HAIR_TOP = 1.12  # top of the hair above the head centre, in head half-heights 
 
 
 def check_clip_args(width: int, height: int, num_frames: int, fps: float,
-                    signer_height: tuple[float, float]) -> None:
+                    signer_height: tuple[float, float], companion: str | None = None) -> None:
     """Raise ValueError naming the argument if the clip arguments cannot make a clip."""
+    if companion is not None and companion not in COMPANIONS:
+        raise ValueError(f"companion={companion!r}; expected one of {', '.join(COMPANIONS)}")
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ValueError(f"width={width}, height={height}; both must be at least {MIN_SIDE} px")
     if num_frames < 1:
@@ -79,11 +88,16 @@ def _sample_camera(rng: np.random.Generator, pose: dict, look: dict, width: int,
 
 def plan_clip(seed: int, index: int, width: int = 640, height: int = 360, num_frames: int = 50,
               fps: float = 25.0,
-              signer_height: tuple[float, float] = DEFAULT_SIGNER_HEIGHT) -> dict:
-    """Everything random about a clip: signer, motion, camera, background, camera effects."""
-    check_clip_args(width, height, num_frames, fps, signer_height)
-    streams = np.random.SeedSequence([seed, index, _CLIP_SALT]).spawn(3)
-    background_rng, signer_rng, camera_rng = (np.random.default_rng(s) for s in streams)
+              signer_height: tuple[float, float] = DEFAULT_SIGNER_HEIGHT,
+              companion: str | None = None) -> dict:
+    """Everything random about a clip: signer, motion, camera, background, camera effects and
+    the optional second person (`signlang_jax.synth.companion`)."""
+    check_clip_args(width, height, num_frames, fps, signer_height, companion)
+    # A fourth stream for the companion: the first three, and so a one-person clip, are the same
+    # with or without it.
+    streams = np.random.SeedSequence([seed, index, _CLIP_SALT]).spawn(4)
+    background_rng, signer_rng, camera_rng, companion_rng = (np.random.default_rng(s)
+                                                             for s in streams)
     signer = sample_signer(signer_rng)
     look = signer["look"]
     # A signing hand passes in front of the face, never behind the head.
@@ -95,7 +109,9 @@ def plan_clip(seed: int, index: int, width: int = 640, height: int = 360, num_fr
     return {"seed": seed, "index": index, "width": width, "height": height,
             "num_frames": num_frames, "fps": fps, "look": look, "motion": motion,
             "camera": camera, "effects": sample_camera_effects(camera_rng),
-            "background": background(background_rng, side)}
+            "background": background(background_rng, side),
+            "companion": None if companion is None else plan_companion(
+                companion_rng, companion, camera, width, height, duration)}
 
 
 def _camera_at(plan: dict, t: float) -> tuple[float, np.ndarray]:
@@ -120,38 +136,58 @@ def _background_view(plan: dict, zoom: float, pan: np.ndarray) -> np.ndarray:
 
 
 def render_frame(plan: dict, frame: int) -> tuple[np.ndarray, dict, np.ndarray]:
-    """Frame `frame` of a planned clip: RGB uint8 (H, W, 3), its label, the (H, W) owner map."""
+    """Frame `frame` of a planned clip: RGB uint8 (H, W, 3), its label, the (H, W) owner map.
+
+    With a companion the label also holds "others": [{"keypoints": [[x, y, visible] x 64]}],
+    the second person's points (not part of the dataset schema; readers ignore it).
+    """
     width, height = plan["width"], plan["height"]
     t = frame / plan["fps"]
     zoom, pan = _camera_at(plan, t)
     mid = np.array([width, height]) / 2
-    centre = mid + zoom * (plan["camera"]["centre"] - mid) + pan
+
+    def to_frame(world: np.ndarray) -> np.ndarray:
+        return mid + zoom * (world - mid) + pan
+
     img = _background_view(plan, zoom, pan)
+    companion = plan.get("companion")
+    if companion is not None:  # behind the signer: drawn first
+        duration = plan["num_frames"] / plan["fps"]
+        other_kp, other_visible = draw_companion(
+            img, companion, t, to_frame(companion_centre(companion, t, duration)),
+            zoom * companion["scale"])
     owner = np.zeros((height, width), np.uint8)
     signer = {"look": plan["look"], "pose": pose_at(plan["motion"], t)}
-    kp, hidden = draw_signer(img, owner, signer, centre, zoom * plan["camera"]["scale"])
+    kp, hidden = draw_signer(img, owner, signer, to_frame(plan["camera"]["centre"]),
+                             zoom * plan["camera"]["scale"])
     noise_rng = np.random.default_rng([plan["seed"], plan["index"], _CLIP_SALT, 1, frame])
     img = apply_camera_effects(img, plan["effects"], noise_rng)
     visible = visibility(kp, hidden, owner)
-    return img, make_label(f"{frame:06d}.jpg", kp, visible, width, height), owner
+    label = make_label(f"{frame:06d}.jpg", kp, visible, width, height)
+    if companion is not None:
+        seen = companion_visible(other_kp, other_visible, owner)
+        label["others"] = [{"keypoints": [[round(float(x), 2), round(float(y), 2), int(v)]
+                                          for (x, y), v in zip(other_kp, seen, strict=True)]}]
+    return img, label, owner
 
 
 def render_clip_with_owners(seed: int, index: int, width: int = 640, height: int = 360,
                             num_frames: int = 50, fps: float = 25.0,
                             signer_height: tuple[float, float] = DEFAULT_SIGNER_HEIGHT,
+                            companion: str | None = None,
                             ) -> tuple[np.ndarray, list[dict], dict, np.ndarray]:
     """`render_clip` plus the (T, H, W) uint8 owner maps that decided visibility."""
-    plan = plan_clip(seed, index, width, height, num_frames, fps, signer_height)
+    plan = plan_clip(seed, index, width, height, num_frames, fps, signer_height, companion)
     frames, labels, owners = zip(*(render_frame(plan, f) for f in range(num_frames)), strict=True)
     return np.stack(frames), list(labels), clip_info(plan, signer_height), np.stack(owners)
 
 
 def render_clip(seed: int, index: int, width: int = 640, height: int = 360, num_frames: int = 50,
                 fps: float = 25.0, signer_height: tuple[float, float] = DEFAULT_SIGNER_HEIGHT,
-                ) -> tuple[np.ndarray, list[dict], dict]:
+                companion: str | None = None) -> tuple[np.ndarray, list[dict], dict]:
     """Clip `index` of `seed`: RGB uint8 frames (T, H, W, 3), T label dicts, the clip.json dict."""
     frames, labels, info, _ = render_clip_with_owners(seed, index, width, height, num_frames, fps,
-                                                      signer_height)
+                                                      signer_height, companion)
     return frames, labels, info
 
 
@@ -173,6 +209,7 @@ def clip_info(plan: dict, signer_height: tuple[float, float]) -> dict:
         "keyframe_modes": [{side: key[side]["mode"] for side in ("left", "right")} for key in keys],
         "images": "images", "labels": "labels", "video": "video.mp4",
         "keypoint_names": list(KEYPOINT_INDEX),
+        "companion": None if plan.get("companion") is None else plan["companion"]["kind"],
     }
 
 
@@ -182,7 +219,8 @@ def clip_dir(out_dir: str | os.PathLike, index: int) -> Path:
 
 
 def write_clip(out_dir: str, seed: int, width: int, height: int, num_frames: int, fps: float,
-               signer_height: tuple[float, float], overwrite: bool, index: int) -> bool:
+               signer_height: tuple[float, float], overwrite: bool, companion: str | None,
+               index: int) -> bool:
     """Render and write one clip folder; False if a complete one (with clip.json) was there."""
     root = clip_dir(out_dir, index)
     if (root / "clip.json").is_file() and not overwrite:
@@ -191,7 +229,7 @@ def write_clip(out_dir: str, seed: int, width: int, height: int, num_frames: int
         shutil.rmtree(root / sub, ignore_errors=True)
         (root / sub).mkdir(parents=True)
     (root / "clip.json").unlink(missing_ok=True)
-    plan = plan_clip(seed, index, width, height, num_frames, fps, signer_height)
+    plan = plan_clip(seed, index, width, height, num_frames, fps, signer_height, companion)
     tmp_video = temporary_sibling(root / "video.mp4")
     writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                              (width, height))
@@ -222,21 +260,22 @@ def generate_clips(out_dir: str | os.PathLike, num: int, seed: int, width: int =
                    height: int = 360, num_frames: int = 50, fps: float = 25.0,
                    workers: int | None = None, start_index: int = 0, *,
                    signer_height: tuple[float, float] = DEFAULT_SIGNER_HEIGHT,
-                   overwrite: bool = False, progress: bool = False) -> int:
+                   overwrite: bool = False, progress: bool = False,
+                   companion: str | None = None) -> int:
     """Write clips start_index .. start_index+num-1 of `seed` under out_dir; return how many.
 
     Complete clips (with clip.json) are skipped unless `overwrite`, so an interrupted run resumes.
     """
     if num < 0 or seed < 0 or start_index < 0:
         raise ValueError(f"num={num}, seed={seed}, start_index={start_index}; expected >= 0")
-    check_clip_args(width, height, num_frames, fps, signer_height)
+    check_clip_args(width, height, num_frames, fps, signer_height, companion)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, max(num, 1)))
     # Workers find the job by its importable name, also when this file runs as __main__.
     from signlang_jax.synth import clips as this
 
     job = partial(this.write_clip, str(out_dir), seed, width, height, num_frames, fps,
-                  tuple(signer_height), overwrite)
+                  tuple(signer_height), overwrite, companion)
     indices = range(start_index, start_index + num)
 
     from tqdm import tqdm  # only needed here; keeps `render_clip` importable without it
@@ -275,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=DEFAULT_SIGNER_HEIGHT,
                         help="range of the signer's height (top of the head to the hips) as a "
                         "fraction of the frame height (default: 0.33 0.9)")
+    parser.add_argument("--companion", choices=COMPANIONS, default=None,
+                        help="add a second, smaller person behind the signer: 'beside' stands "
+                        "and signs on the roomier side, 'behind' walks across the frame "
+                        "(labels stay the signer's; each label's 'others' holds theirs)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: the number of CPUs)")
     parser.add_argument("--start-index", type=int, default=0,
@@ -294,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         written = generate_clips(args.out, args.num, args.seed, args.width, args.height,
                                  args.frames, args.fps, args.workers, args.start_index,
                                  signer_height=tuple(args.signer_height),
-                                 overwrite=args.overwrite, progress=True)
+                                 overwrite=args.overwrite, progress=True,
+                                 companion=args.companion)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -39,10 +39,12 @@ from signlang_jax.crop import (
     square_around,
 )
 from signlang_jax.keypoints import GROUPS, KEYPOINT_INDEX
+from signlang_jax.video.reach import FOREARM
 from signlang_jax.video.smoothing import smoothing_alpha
 from signlang_jax.video.tracking import SquareFilter
 
 WRISTS = {hand: KEYPOINT_INDEX[f"{hand.removesuffix('_hand')}_wrist"] for hand in HANDS}
+ELBOWS = {hand: KEYPOINT_INDEX[f"{hand.removesuffix('_hand')}_elbow"] for hand in HANDS}
 OTHER = {"left_hand": "right_hand", "right_hand": "left_hand"}
 
 
@@ -206,11 +208,16 @@ class HandTracker:
 
     def _far_from_own_wrist(self, hand: str, centre: np.ndarray, body: np.ndarray,
                             scale: float) -> bool:
-        """Whether a hand at `centre` is nearer the other wrist, or too far from its own."""
+        """Whether a hand at `centre` is nearer the other wrist, or too far from its own (or,
+        without a wrist, from its elbow by more than a forearm more)."""
         trusted = body[:, 2] >= self.rule.score_threshold
         own, other = WRISTS[hand], WRISTS[OTHER[hand]]
-        if not trusted[own] or not math.isfinite(scale):
+        if not math.isfinite(scale):
             return False  # nothing to check against: keep following the hand
+        if not trusted[own]:
+            elbow = ELBOWS[hand]
+            return bool(trusted[elbow]) and float(np.linalg.norm(centre - body[elbow, :2])) > (
+                self.params.max_wrist_distance + FOREARM) * scale
         d_own = float(np.linalg.norm(centre - body[own, :2]))
         if d_own > self.params.max_wrist_distance * scale:
             return True

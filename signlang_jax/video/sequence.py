@@ -8,13 +8,18 @@ smoothing). Per batch:
 1. every frame of the batch runs the body model on the tracker's current region - within a batch
    the region is the one the previous batch ended with, so batch 1 follows the signer frame by
    frame; with no region (the first frame, or after tracking was lost) the batch's first frame
-   runs alone on the whole frame and the others on the region it gives;
-2. a tracked frame whose keypoints say tracking failed is re-detected on the whole frame;
-3. the tracker then sees every frame's body keypoints in order;
-4. with a hand stage, frame after frame, the hand tracker (`video.hands`) places each hand's
+   is detected alone and the others run on the region it gives;
+2. points out of the signer's reach are dropped (`video.reach`: a second person in the region
+   never lends the signer a wrist or a hand);
+3. a tracked frame whose keypoints say tracking failed is re-detected; a detection finds the
+   people on the frame and picks the signer (`video.people`: largest and central at first, the
+   one nearest where the signer was after a loss);
+4. the tracker then sees every frame's body keypoints in order;
+5. with a hand stage, frame after frame, the hand tracker (`video.hands`) places each hand's
    crop (from the hand's previous points, or the body rule), the hand model runs on it and its
-   points are merged - so hands follow hands at any batch size;
-5. the causal One Euro filter smooths the result when it is on (`live_demo`, `--causal`); the
+   points are merged (and checked against the signer's reach) - so hands follow hands at any
+   batch size;
+6. the causal One Euro filter smooths the result when it is on (`live_demo`, `--causal`); the
    batch job's default zero-lag smoother needs the whole file and runs after the last batch
    (`video.offline`).
 """
@@ -32,10 +37,13 @@ from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import NUM_KEYPOINTS
 from signlang_jax.video.hands import HandPlacement, HandTracker, HandTrackingParams
 from signlang_jax.video.offline import OfflineParams
+from signlang_jax.video.people import Candidate, PersonFinder, PersonParams
+from signlang_jax.video.reach import SignerFrame, keep_signer
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams
 from signlang_jax.video.tracking import RegionTracker, TrackingParams
 
 DEFAULT_TRACKING = TrackingParams()
+DEFAULT_PEOPLE = PersonParams()
 DEFAULT_SMOOTHING = OneEuroParams()  # causal: live_demo and the batch job's --causal
 DEFAULT_HANDS = HandTrackingParams()
 DEFAULT_OFFLINE = OfflineParams()  # the batch job's default
@@ -60,10 +68,16 @@ class SequenceProcessor:
     def __init__(self, model: RegionPredictor, width: int, height: int, fps: float,
                  tracking: TrackingParams | None = DEFAULT_TRACKING,
                  smoothing: OneEuroParams | None = DEFAULT_SMOOTHING,
-                 hands: HandTrackingParams | None = DEFAULT_HANDS) -> None:
+                 hands: HandTrackingParams | None = DEFAULT_HANDS,
+                 people: PersonParams | None = DEFAULT_PEOPLE) -> None:
         self.model = model
         self.width, self.height, self.fps = width, height, fps
         self.tracker = RegionTracker(tracking or TrackingParams(), width, height, fps)
+        # With tracking on: who the signer is (None: the whole-frame points, whoever they are).
+        self.people = people
+        self.finder = PersonFinder(model, people or PersonParams(), self.tracker.params, width,
+                                   height)
+        self.signer = SignerFrame()
         self.smoother = OneEuroFilter(smoothing or OneEuroParams(), NUM_KEYPOINTS)
         stage = model.hand_stage
         self.hands = HandTracker(hands or HandTrackingParams(),
@@ -117,30 +131,34 @@ class SequenceProcessor:
         whole = full_frame_region(self.width, self.height)
         region = self.tracker.region if self.tracking else None
         regions = [region or whole] * len(frames)
-        raw = self.model.predict_body(frames, regions)
+        if region is None and self.tracking:
+            raw = np.zeros((len(frames), NUM_KEYPOINTS, 3), np.float32)  # each one detected
+        else:
+            raw = self.model.predict_body(frames, regions)
         tracked = np.full(len(frames), region is not None)
-        redone: set[int] = set()
-        if region is not None:
-            redo = [n for n in range(len(frames)) if self.tracker.lost(raw[n])]
-            if redo:
-                raw[redo] = self.model.predict_body([frames[n] for n in redo],
-                                                    [whole] * len(redo))
-                tracked[redo] = False
-                for n in redo:
-                    regions[n] = whole
-                self.redetections += len(redo)
-            redone = set(redo)
         hand_regions = np.full((len(frames), len(HANDS), 4), np.nan, np.float32)
         hand_tracked = np.zeros((len(frames), len(HANDS)), bool)
+        threshold = self.tracker.params.score_threshold
         for n in range(len(frames)):
             if self.tracking:
-                if n in redone:  # found again on the whole frame: restart from there
-                    self.tracker.reset()
-                    self.hands.reset()
+                if tracked[n] and self.people is not None:
+                    raw[n] = keep_signer(raw[n], self.signer, threshold, steps[n],
+                                         self.people.slack)
+                if not tracked[n] or self.tracker.lost(raw[n]):
+                    if tracked[n]:
+                        self.redetections += 1
+                        tracked[n] = False
+                    raw[n], regions[n] = self._detect(frames[n], times[n])
                 self.tracker.observe(raw[n], steps[n])
+                if self.tracker.region is None:
+                    self.finder.lost(times[n])
+                else:
+                    self.finder.tracked(self.tracker.region)
             if self.model.hand_stage is not None:
                 self.hands.dt = steps[n]
                 raw[n] = self._hands(frames[n], raw[n], hand_regions[n], hand_tracked[n])
+                if self.tracking and self.people is not None:  # hands within the arms' reach
+                    raw[n] = keep_signer(raw[n], self.signer, threshold, 0.0, self.people.slack)
         final = raw.copy()
         if self.smoothing:
             for n in range(len(frames)):
@@ -148,6 +166,23 @@ class SequenceProcessor:
         boxes = np.array([[r.cx, r.cy, r.side] for r in regions], np.float32)
         return BatchResult(final, raw, tracked, boxes.reshape(len(frames), 3), hand_regions,
                            hand_tracked)
+
+    def _detect(self, frame: np.ndarray, time: float) -> tuple[np.ndarray, Region]:
+        """(points, the square that gave them) of a frame with no tracked region; both trackers
+        restart from it. Without person finding: the whole frame's points, as on a still."""
+        self.tracker.reset()
+        self.hands.reset()
+        self.signer.forget()
+        whole = full_frame_region(self.width, self.height)
+        if self.people is None:
+            return self.model.predict_body([frame], [whole])[0], whole
+        found: Candidate | None = self.finder.detect(frame, time)
+        if found is None:  # nobody, or nobody near where the signer was: no points
+            return np.zeros((NUM_KEYPOINTS, 3), np.float32), whole
+        # The candidate's shoulders become the signer's: later frames are measured from them.
+        points = keep_signer(found.keypoints, self.signer, self.tracker.params.score_threshold,
+                             0.0, self.people.slack)
+        return points, found.region
 
     def _hands(self, frame: np.ndarray, body: np.ndarray, regions_out: np.ndarray,
                tracked_out: np.ndarray) -> np.ndarray:
@@ -203,11 +238,13 @@ class SequenceProcessor:
 
 
 def describe(tracking: TrackingParams | None, smoothing: OneEuroParams | OfflineParams | None,
-             hands: HandTrackingParams | None = DEFAULT_HANDS) -> dict:
+             hands: HandTrackingParams | None = DEFAULT_HANDS,
+             people: PersonParams | None = DEFAULT_PEOPLE) -> dict:
     """The settings as a JSON-ready dict (stored in every output file)."""
     kind = ("offline" if isinstance(smoothing, OfflineParams) else
             None if smoothing is None else "causal")
     return {"tracking": None if tracking is None else dataclasses.asdict(tracking),
+            "people": None if tracking is None or people is None else dataclasses.asdict(people),
             "hand_tracking": None if hands is None else dataclasses.asdict(hands),
             "smoothing": None if smoothing is None else {"kind": kind,
                                                          **dataclasses.asdict(smoothing)}}
