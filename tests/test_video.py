@@ -275,8 +275,10 @@ def test_sequence_uses_the_real_time_between_frames():
 def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
     width, height, model = 320, 180, BlobModel()
     predictor = RegionPredictor(model, 64, None, batch_size=2, description="blob")
+    # people=None: the blob's grid of points is no body to find or keep within reach.
     processor = SequenceProcessor(predictor, width, height, 25.0,
-                                  TrackingParams(min_points=3, min_body_scales=0.0), None)
+                                  TrackingParams(min_points=3, min_body_scales=0.0), None,
+                                  people=None)
     xs = [40, 44, 48, 52, None, 60, 64]  # None: the blob leaves the frame
     frames = [blob_frame(width, height, x, 60, 40) if x is not None
               else blob_frame(width, height, -100, 60, 10) for x in xs]
@@ -305,8 +307,10 @@ def test_sequence_tracks_a_moving_blob_and_redetects_when_lost():
 def test_a_redetection_restarts_the_tracker_where_the_signer_is():
     width, height, model = 320, 180, BlobModel()
     predictor = RegionPredictor(model, 64, None, batch_size=1, description="blob")
+    # people=None: the blob's grid of points is no body to find or keep within reach.
     processor = SequenceProcessor(predictor, width, height, 25.0,
-                                  TrackingParams(min_points=3, min_body_scales=0.0), None)
+                                  TrackingParams(min_points=3, min_body_scales=0.0), None,
+                                  people=None)
     for x in (40, 40, 40):
         processor.process([blob_frame(width, height, x, 60, 40)])
     jumped = processor.process([blob_frame(width, height, 250, 60, 40)])
@@ -600,7 +604,7 @@ def test_cli_writes_npz_pose_and_overlay_then_skips(constant_model, tmp_path):
     np.testing.assert_allclose(seq.keypoints[:, :, 0], np.tile(want_x, (5, 1)), atol=1e-4)
     np.testing.assert_allclose(seq.keypoints[:, :, 1], np.tile(want_y, (5, 1)), atol=1e-4)
     assert json.loads(seq.metadata["settings"]) == {
-        "tracking": None, "smoothing": None,
+        "tracking": None, "smoothing": None, "people": None,  # no tracking: no one to find
         "hand_tracking": dataclasses.asdict(HandTrackingParams())}
     pose = read_pose(out / "clip.pose")
     np.testing.assert_allclose(pose.keypoints, seq.keypoints, atol=1e-4)
@@ -636,8 +640,9 @@ def test_cli_tracks_and_smooths_by_default(constant_model, tmp_path):
     body, _ = constant_model
     video = write_video(tmp_path / "clip.mp4", blob_clip(6))
     out = tmp_path / "out"
+    # --person any: the constant model's row of points is no body to find or keep within reach.
     assert cli.main([str(video), "--out", str(out), "--onnx", str(body),
-                     "--batch-size", "1"]) == 0
+                     "--batch-size", "1", "--person", "any"]) == 0
     seq = read_npz(out / "clip.npz")
     # Frame 0 runs on the whole frame; the constant points are confident, so every later frame
     # runs on the region around the previous frame's points.

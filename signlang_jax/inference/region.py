@@ -60,18 +60,20 @@ class RegionPredictor:
             keypoints[n, :, :2] = apply_affine(keypoints[n, :, :2], invert_affine(matrix))
         return keypoints
 
-    def predict_body_maps(self, frame: np.ndarray, region: Region
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(keypoints (64, 3) frame pixels, heatmaps (64, H, W), the frame -> input affine) of
-        one frame's region; None when the model gives no heatmaps."""
+    def predict_body_maps(self, frames: Sequence[np.ndarray], regions: Sequence[Region]
+                          ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+        """(keypoints (N, 64, 3) frame pixels, heatmaps (N, 64, H, W), each frame -> input
+        affine) of the frames' regions; None when the model gives no heatmaps."""
         if self.predict_maps is None:
             return None
-        matrix = crop_matrix(region, self.input_size)
-        crop = warp_image(frame, matrix, self.input_size)[None]
-        keypoints, heatmaps = self.predict_maps(crop)
-        keypoints = np.array(keypoints[0], np.float32)
-        keypoints[:, :2] = apply_affine(keypoints[:, :2], invert_affine(matrix))
-        return keypoints, np.asarray(heatmaps[0], np.float32), matrix
+        size = self.input_size
+        matrices = [crop_matrix(region, size) for region in regions]
+        crops = np.stack([warp_image(f, m, size) for f, m in zip(frames, matrices, strict=True)])
+        points, heatmaps = predict_padded(self.predict_maps, crops, self.batch_size)
+        points = points.astype(np.float32)
+        for n, matrix in enumerate(matrices):
+            points[n, :, :2] = apply_affine(points[n, :, :2], invert_affine(matrix))
+        return points, np.asarray(heatmaps, np.float32), matrices
 
 
 def load_jax(checkpoint: str, step: str | None, dtype: str, hand_checkpoint: str | None,

@@ -12,6 +12,7 @@ from signlang_jax.inference.cli_args import add_dtype_argument
 from signlang_jax.inference.hand_stage import DEFAULT_MIN_SCORE
 from signlang_jax.inference.onnx_runtime import DECODERS
 from signlang_jax.video.offline import OfflineParams
+from signlang_jax.video.people import PERSON_POLICIES
 from signlang_jax.video.smoothing import OneEuroParams
 from signlang_jax.video.tracking import TrackingParams
 
@@ -96,6 +97,13 @@ def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     track.add_argument("--track-margin", type=float, default=_T.margin,
                        help="region side = (1 + 2 margin) x the extent of the confident points "
                        "(default %(default)s)")
+    track.add_argument("--person", choices=(*PERSON_POLICIES, "any"), default="signer",
+                       help="with several people in frame, whom to follow: 'signer' the one "
+                       "with the widest shoulders, a little favouring the centre; 'left' / "
+                       "'right' the leftmost / rightmost person (one run per participant of a "
+                       "dialogue); each is then kept by the tracked region, and points out of "
+                       "their reach are dropped. 'any': the whole frame's points, whoever they "
+                       "are (before 2026-12; one person only). Default %(default)s")
     track.add_argument("--no-hand-tracking", action="store_true",
                        help="place every hand crop from the body model's points, as on still "
                        "images (default: from the hand's own points on the previous frame)")

@@ -5,11 +5,12 @@ name) gives one sequence of (T, 64, 3) keypoints - x, y in the original frame's 
 score, with each frame's time stamp - written atomically as DIR/NAME.npz and/or DIR/NAME.pose
 (NAME mirrors the input's path below its folder), optionally with an annotated
 DIR/NAME.overlay.mp4.
-The signer is tracked with a square region, each hand's crop follows the hand's own previous
-points, and the keypoints are smoothed with zero lag over the whole file (a robust local
-regression; --causal: the live demo's One Euro filter instead) (docs/VIDEO.md). The model is
-a training checkpoint (--checkpoint, JAX) or an exported ONNX file (--onnx: numpy, OpenCV and
-onnxruntime only). Finished videos are skipped on a re-run
+The signer is found among the people in frame (--person) and tracked with a square region,
+each hand's crop follows the hand's own previous points, and the keypoints are smoothed with
+zero lag over the whole file (a robust local regression; --causal: the live demo's One Euro
+filter instead) (docs/VIDEO.md). The model is a training checkpoint (--checkpoint, JAX) or an
+exported ONNX file (--onnx: numpy, OpenCV and onnxruntime only). Finished videos are skipped on
+a re-run
 (--overwrite redoes them); an unreadable video is reported and skipped, and the exit code is 1
 if anything failed.
 """
@@ -48,6 +49,7 @@ from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
+from signlang_jax.video.people import PersonParams
 from signlang_jax.video.resample import resample
 from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
@@ -68,6 +70,7 @@ class JobSettings:
     smoothing: OfflineParams | OneEuroParams | None  # offline (default), causal or none
     hands: HandTrackingParams | None = HandTrackingParams()
     output_fps: float | None = None  # resample the outputs to this constant rate
+    people: PersonParams | None = PersonParams()  # None: whoever the whole frame's points are
 
     def outputs(self, item: VideoInput) -> list[Path]:
         """The files `item` produces."""
@@ -103,8 +106,9 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
                                   score_threshold=args.smooth_threshold,
                                   cut_speed=args.smooth_cut_speed)
     hands = None if args.no_hand_tracking else HandTrackingParams()
+    people = None if args.person == "any" else PersonParams(policy=args.person)
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
-                       args.frames_fps, tracking, smoothing, hands, args.fps)
+                       args.frames_fps, tracking, smoothing, hands, args.fps, people)
 
 
 def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
@@ -114,7 +118,7 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
     info = probe(item, job.frames_fps)
     causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
     processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
-                                  causal, job.hands)
+                                  causal, job.hands, job.people)
     results, stamps = _process_frames(item, info, processor, job.batch_size, position)
     if not results:
         raise VideoReadError(f"{item.path}: no frames decoded")
@@ -127,7 +131,8 @@ def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
         height=info.height, tracked=np.concatenate([r.tracked for r in results]),
         region=np.concatenate([r.regions for r in results]),
         metadata={"model": model.description, "source": str(item.path),
-                  "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands)),
+                  "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands,
+                                                       job.people)),
                   "batch_size": str(job.batch_size), "signlang_jax_version": __version__},
         timestamps=timestamps)
     for path in job.outputs(item):  # outputs mirror the input's folders below --out

@@ -200,12 +200,12 @@ class PersonFinder:
     def candidates(self, frame: np.ndarray) -> list[Candidate]:
         """Every distinct person found on one frame."""
         whole = full_frame_region(self.width, self.height)
-        mapped = self.model.predict_body_maps(frame, whole)
+        mapped = self.model.predict_body_maps([frame], [whole])
         if mapped is None:
             points = self.model.predict_body([frame], [whole])[0]
             one = self._candidate(points)
             return [] if one is None else [one]
-        points, heatmaps, matrix = mapped
+        points, heatmaps, matrix = mapped[0][0], mapped[1][0], mapped[2][0]
         ratio = input_ratio(self.model.input_size, heatmaps.shape[-1], self.model.udp)
         seeds = apply_affine(head_peaks(heatmaps, self.params) * ratio, invert_affine(matrix))
         kept, root = self._one_body(points)
