@@ -85,6 +85,16 @@ def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
                      "own time stamp)")
 
 
+def _add_person_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--person", choices=(*PERSON_POLICIES, "any"), default="signer",
+                       help="with several people in frame, whom to follow: 'signer' the one "
+                       "with the widest shoulders, a little favouring the centre; 'left' / "
+                       "'right' the leftmost / rightmost person (one run per participant of a "
+                       "dialogue); each is then kept by the tracked region, and points out of "
+                       "their reach are dropped. 'any': the whole frame's points, whoever they "
+                       "are (the job before person finding). Default %(default)s")
+
+
 def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     track = parser.add_argument_group("tracking (docs/VIDEO.md)")
     track.add_argument("--no-tracking", action="store_true",
@@ -97,13 +107,7 @@ def _add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     track.add_argument("--track-margin", type=float, default=_T.margin,
                        help="region side = (1 + 2 margin) x the extent of the confident points "
                        "(default %(default)s)")
-    track.add_argument("--person", choices=(*PERSON_POLICIES, "any"), default="signer",
-                       help="with several people in frame, whom to follow: 'signer' the one "
-                       "with the widest shoulders, a little favouring the centre; 'left' / "
-                       "'right' the leftmost / rightmost person (one run per participant of a "
-                       "dialogue); each is then kept by the tracked region, and points out of "
-                       "their reach are dropped. 'any': the whole frame's points, whoever they "
-                       "are (before 2026-12; one person only). Default %(default)s")
+    _add_person_argument(track)
     track.add_argument("--no-hand-tracking", action="store_true",
                        help="place every hand crop from the body model's points, as on still "
                        "images (default: from the hand's own points on the previous frame)")
