@@ -314,3 +314,14 @@ def test_a_companion_leaves_the_signer_labels_unchanged():
     assert not np.array_equal(alone, both)  # the second person is in the pixels
     with pytest.raises(ValueError, match="companion='crowd'"):
         render_clip(3, 1, 160, 90, 4, companion="crowd")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("policy", "tallest", "person policy 'tallest'; expected one of signer, left, right"),
+    ("seed_ratio", 0.0, "seed_ratio=0.0"),
+    ("seed_sides", (0.5, 3.0), r"seed_sides=\(0.5, 3.0\)"),
+    ("reacquire", 0.0, "reacquire=0.0"),
+])
+def test_person_settings_out_of_range_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        PersonParams(**{field: value})
