@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.synthetic_num = 0  # synthetic samples to render if data.root has no labels (0 = off)
     data.synthetic_size = 512  # side of the rendered images
     data.synthetic_seed = 0  # seed of the rendered dataset
+    # fraction of rendered samples with a second, smaller person behind the signer (a top-down
+    # model must learn to leave neighbours in its crop alone; docs/VIDEO.md measures it)
+    data.synthetic_others = 0.0
     # Loss weight of points labelled visible: 0 that lie inside the image. Only for labels whose
     # hidden points are exact (the synthetic generator's); user data's hidden points are
     # guesses, so 0 = no training signal. Validation scores visible points only either way.

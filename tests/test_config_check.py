@@ -101,6 +101,8 @@ def test_unknown_fields_are_not_errors():
     ({"optim__final_lr_fraction": 2},
      "--config.optim.final_lr_fraction=2: must be a number in [0, 1]"),
     ({"data__val_fraction": 1.0}, "--config.data.val_fraction=1.0: must be a number in [0, 1)"),
+    ({"data__synthetic_others": 1.5},
+     "--config.data.synthetic_others=1.5: must be a number in [0, 1]"),
     ({"optim__b2": 1.0}, "--config.optim.b2=1.0: must be a number in [0, 1)"),
     ({"optim__step_boundaries": (0.9, 0.7)}, "--config.optim.step_boundaries=(0.9, 0.7): must be "
      "increasing fractions in (0, 1), e.g. (0.7, 0.9)"),

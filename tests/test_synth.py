@@ -212,6 +212,41 @@ def test_size_scales_the_same_pose():
     np.testing.assert_allclose(kp_large[inside, :2], 2 * kp_small[inside, :2], atol=0.02)
 
 
+def test_a_second_person_leaves_the_signer_and_labels_unchanged():
+    # The second person has their own random stream and is drawn before the signer: the
+    # signer's label (points, visibility, box) is the one-person sample's, the image is not.
+    changed = 0
+    for index in range(6):
+        alone, label = synth.render_sample(3, index, SIZE)
+        both, both_label = synth.render_sample(3, index, SIZE, others=1.0)
+        assert both_label == label
+        img, owner_label, owner = synth.render_sample_with_owners(3, index, SIZE, others=1.0)
+        assert owner_label == label and np.array_equal(img, both)
+        # Pixels the signer owns are the signer's in both images (the camera noise aside).
+        signer = owner > 0
+        assert np.abs(both[signer].astype(int) - alone[signer]).mean() < 1.0
+        moved = np.abs(both.astype(int) - alone).max(-1)[~signer] > 40
+        changed += int(moved.mean() > 0.01)
+    assert changed >= 4  # most second people are in frame (5 of these 6)
+    # others=0.5: each sample either is the one-person sample or the two-person one.
+    halves = [np.array_equal(synth.render_sample(3, i, SIZE, others=0.5)[0],
+                             synth.render_sample(3, i, SIZE)[0]) for i in range(12)]
+    assert 0 < sum(halves) < 12
+
+
+@pytest.mark.parametrize("others", [-0.1, 1.5])
+def test_others_out_of_range_is_refused(others, tmp_path, capsys):
+    with pytest.raises(ValueError, match="others="):
+        synth.render_sample(0, 0, SIZE, others=others)
+    with pytest.raises(ValueError, match="others="):
+        synth.generate_dataset(tmp_path, 1, 0, size=SIZE, others=others)
+    with pytest.raises(SystemExit):
+        synth.main(["--out", str(tmp_path), "--num", "1", "--seed", "0", "--others",
+                    str(others)])
+    assert "--others" in capsys.readouterr().err
+    assert not (tmp_path / "labels").exists()
+
+
 def test_refuses_to_overwrite_without_flag(tmp_path, capsys):
     args = ["--out", str(tmp_path), "--num", "1", "--seed", "0", "--size", str(SIZE),
             "--workers", "1"]
@@ -229,5 +264,5 @@ def test_help_exits_zero(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--out", "--num", "--seed", "--size", "--workers", "--start-index",
-                 "--overwrite"):
+                 "--others", "--overwrite"):
         assert flag in out

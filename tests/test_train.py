@@ -411,3 +411,29 @@ def test_weight_average_by_hand_then_evaluation_and_inference_use_it(train_confi
     # Switching the average off (or on) on resume changes the checkpoint's layout: refused.
     other = _run_main(workdir, Path(train_config.data.root), "--config.train.num_steps=4")
     assert other.returncode == 1 and "optim.ema" in other.stderr, other.stderr
+
+
+def test_rendered_data_follows_synthetic_others(tmp_path):
+    # `prepare_data` renders WORKDIR/data with the config's second-person fraction: the images
+    # are `render_sample(..., others=1.0)`'s, not the one-person ones; the labels are the same.
+    import json
+
+    import cv2
+
+    from signlang_jax.synth import render_sample
+    from tests import tiny_config
+
+    config = tiny_config.get_config()
+    config.data.root = ""
+    config.data.synthetic_num, config.data.synthetic_size = 3, 32
+    config.data.synthetic_others = 1.0
+    root = Path(train_lib.prepare_data(config, tmp_path).data.root)
+    assert root == tmp_path / "data"
+    closer = 0
+    for index in range(3):
+        both, label = render_sample(config.data.synthetic_seed, index, 32, others=1.0)
+        alone = render_sample(config.data.synthetic_seed, index, 32)[0]
+        assert json.loads((root / "labels" / f"{index:06d}.json").read_text()) == label
+        written = cv2.imread(str(root / "images" / f"{index:06d}.jpg"))[..., ::-1].astype(int)
+        closer += int(np.abs(written - both).mean() < np.abs(written - alone).mean())
+    assert closer >= 2  # the second person is in frame in most samples

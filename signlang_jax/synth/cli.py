@@ -24,6 +24,14 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value}; expected a fraction in [0, 1]")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of `python -m signlang_jax.synth`."""
     parser = argparse.ArgumentParser(
@@ -44,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-index", type=_non_negative, default=0,
                         help="index of the first sample, for writing a dataset in parts "
                         "(default: 0)")
+    parser.add_argument("--others", type=_fraction, default=0.0, metavar="FRACTION",
+                        help="fraction of samples that also show a second, smaller person "
+                        "behind the signer; the signer's labels are unchanged (default: 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into DIR even if DIR/labels is not empty (files with the "
                         "same names are replaced, others are kept)")
@@ -55,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         generate_dataset(args.out, args.num, args.seed, size=args.size, workers=args.workers,
-                         start_index=args.start_index, overwrite=args.overwrite, progress=True)
+                         start_index=args.start_index, overwrite=args.overwrite, progress=True,
+                         others=args.others)
     except (FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

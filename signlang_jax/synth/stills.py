@@ -62,33 +62,57 @@ def visibility(kp: np.ndarray, hidden: np.ndarray, owner: np.ndarray) -> np.ndar
     return visible
 
 
-def render_sample_with_owners(seed: int, index: int,
-                              size: int = 512) -> tuple[np.ndarray, dict, np.ndarray]:
+def draw_other_person(img: np.ndarray, rng: np.random.Generator, centre: np.ndarray,
+                      scale: float) -> None:
+    """Draw a second, smaller person (0.5-0.9 of the signer's shoulder width) beside or partly
+    behind the signer (shoulders `centre`, width `scale`): the signer, drawn next, covers them.
+
+    A top-down model sees neighbours in its crops (an interpreter, someone passing behind); a
+    model that never saw two people puts the signer's hidden hand on the other one's.
+    """
+    person = sample_signer(rng)
+    other_scale = scale * rng.uniform(0.5, 0.9)
+    offset = rng.uniform(0.6, 2.4) * scale * (1.0 if rng.random() < 0.5 else -1.0)
+    other_centre = centre + [offset, rng.uniform(-0.4, 0.3) * scale]
+    draw_signer(img, np.zeros(img.shape[:2], np.uint8), person, other_centre, other_scale)
+
+
+def render_sample_with_owners(seed: int, index: int, size: int = 512, others: float = 0.0
+                              ) -> tuple[np.ndarray, dict, np.ndarray]:
     """`render_sample` plus the (size, size) uint8 map of `PART_IDS` that decided occlusion."""
     if size < 16:
         raise ValueError(f"size={size}; expected at least 16 pixels")
-    # Separate streams for background, signer and camera, all derived from (seed, index) only:
-    # the signer's pose then does not depend on `size` (the background's draws do).
-    streams = np.random.SeedSequence([seed, index]).spawn(3)
-    background_rng, signer_rng, camera_rng = (np.random.default_rng(s) for s in streams)
+    if not 0.0 <= others <= 1.0:
+        raise ValueError(f"others={others}; expected a fraction of samples in [0, 1]")
+    # Separate streams for background, signer, camera and the second person, all derived from
+    # (seed, index) only: the signer's pose then does not depend on `size` (the background's
+    # draws do), and a sample without a second person is the same whatever `others` is.
+    streams = np.random.SeedSequence([seed, index]).spawn(4)
+    background_rng, signer_rng, camera_rng, other_rng = (np.random.default_rng(s)
+                                                         for s in streams)
     img = background(background_rng, size)
     owner = np.zeros((size, size), np.uint8)
     signer = sample_signer(signer_rng)
-    kp, hidden = draw_signer(img, owner, signer, *still_camera(signer["framing"], size))
+    camera = still_camera(signer["framing"], size)
+    if other_rng.random() < others:
+        draw_other_person(img, other_rng, *camera)
+    kp, hidden = draw_signer(img, owner, signer, *camera)
     img = postprocess(camera_rng, img)
     visible = visibility(kp, hidden, owner)
     return img, make_label(f"{index:06d}.jpg", kp, visible, size, size), owner
 
 
-def render_sample(seed: int, index: int, size: int = 512) -> tuple[np.ndarray, dict]:
-    """Render sample `index` of `seed`: the RGB uint8 (size, size, 3) image and its label dict."""
-    img, label, _ = render_sample_with_owners(seed, index, size)
+def render_sample(seed: int, index: int, size: int = 512, others: float = 0.0
+                  ) -> tuple[np.ndarray, dict]:
+    """Render sample `index` of `seed`: the RGB uint8 (size, size, 3) image and its label dict;
+    a fraction `others` of the samples also show a second person behind the signer."""
+    img, label, _ = render_sample_with_owners(seed, index, size, others)
     return img, label
 
 
-def write_sample(out_dir: str, seed: int, size: int, index: int) -> int:
+def write_sample(out_dir: str, seed: int, size: int, others: float, index: int) -> int:
     """Render and write one image/label pair; the label goes last so it implies a whole image."""
-    img, label = render_sample(seed, index, size)
+    img, label = render_sample(seed, index, size, others)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -101,10 +125,14 @@ def write_sample(out_dir: str, seed: int, size: int, index: int) -> int:
 
 def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int = 512,
                      workers: int | None = None, start_index: int = 0, *,
-                     overwrite: bool = False, progress: bool = False) -> None:
-    """Write samples start_index .. start_index+num-1 of `seed` to out_dir/{images,labels}."""
+                     overwrite: bool = False, progress: bool = False, others: float = 0.0
+                     ) -> None:
+    """Write samples start_index .. start_index+num-1 of `seed` to out_dir/{images,labels}
+    (a fraction `others` of them with a second person behind the signer)."""
     if num < 0 or seed < 0 or start_index < 0:
         raise ValueError(f"num={num}, seed={seed}, start_index={start_index}; expected >= 0")
+    if not 0.0 <= others <= 1.0:
+        raise ValueError(f"others={others}; expected a fraction of samples in [0, 1]")
     if size < 16:
         raise ValueError(f"size={size}; expected at least 16 pixels")
     root = Path(out_dir)
@@ -116,7 +144,7 @@ def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int 
     labels.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, max(num, 1)))
     indices = range(start_index, start_index + num)
-    job = partial(write_sample, str(root), seed, size)
+    job = partial(write_sample, str(root), seed, size, others)
 
     from tqdm import tqdm  # only needed here; keeps `render_sample` importable without it
 

@@ -104,6 +104,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "data.synthetic_num": NON_NEGATIVE_INT,
     "data.synthetic_size": POSITIVE_INT,
     "data.synthetic_seed": integer(),
+    "data.synthetic_others": FRACTION,
     "data.occluded_weight": FRACTION,
     "augment.flip_prob": FRACTION,
     "augment.scale_min": POSITIVE,

@@ -126,7 +126,7 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: Path) -> ml_collect
 
         print(f"rendering {data.synthetic_num} synthetic samples into {root}", file=sys.stderr)
         generate_dataset(root, data.synthetic_num, data.synthetic_seed, size=data.synthetic_size,
-                         progress=True)
+                         progress=True, others=data.get("synthetic_others", 0.0))
     sync_processes("synthetic data written")  # the other processes read what process 0 wrote
     return config
 
