@@ -49,8 +49,8 @@ from signlang_jax.inference.onnx_runtime import load_onnx
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.keypoints import GROUPS
 from signlang_jax.synth.clips import clip_dir, generate_clips
-from signlang_jax.video.cli import JobSettings, process_video
 from signlang_jax.video.hands import HandTrackingParams
+from signlang_jax.video.job import JobSettings, process_video
 from signlang_jax.video.offline import OfflineParams, frame_times, smooth_offline
 from signlang_jax.video.sequence import SequenceProcessor
 from signlang_jax.video.smoothing import OneEuroFilter, OneEuroParams

@@ -28,8 +28,8 @@ from signlang_jax.data.videos import find_inputs
 from signlang_jax.inference.onnx_runtime import load_onnx
 from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.synth.clips import render_clip
-from signlang_jax.video.cli import JobSettings, process_video
 from signlang_jax.video.hands import HandTrackingParams
+from signlang_jax.video.job import JobSettings, process_video
 from signlang_jax.video.offline import OfflineParams
 from signlang_jax.video.tracking import TrackingParams
 

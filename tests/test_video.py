@@ -611,7 +611,8 @@ def test_cli_writes_npz_pose_and_overlay_then_skips(constant_model, tmp_path):
     overlay = cv2.VideoCapture(str(out / "clip.overlay.mp4"))
     assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     overlay.release()
-    assert sorted(p.name for p in out.iterdir()) == ["clip.npz", "clip.overlay.mp4", "clip.pose"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.npz", "clip.overlay.mp4", "clip.pose",
+                                                     "manifest"]
     before = (out / "clip.npz").stat().st_mtime_ns
     assert cli.main(args) == 0  # finished: skipped
     assert (out / "clip.npz").stat().st_mtime_ns == before

@@ -33,11 +33,30 @@ class OnnxModelError(ValueError):
     """An ONNX file that this runtime cannot use; the message names the file and the fix."""
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime execution providers for `device`; OnnxModelError when this onnxruntime
+    cannot run there (the CPU build has no CUDA provider)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise OnnxModelError(f"device {device!r}; expected one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise OnnxModelError(f"--device cuda: this onnxruntime ({ort.__version__}) has no CUDA "
+                             f"execution provider (it has {ort.get_available_providers()}); "
+                             "pip install onnxruntime-gpu in place of onnxruntime")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 class OnnxModel:
     """One exported graph: uint8 NHWC batches in, (N, K, 3) keypoints in input pixels out."""
 
     def __init__(self, path: str | Path, threads: int = 0, task: str | None = None,
-                 decoder: str = "argmax") -> None:
+                 decoder: str = "argmax", device: str = "cpu") -> None:
         import onnxruntime as ort
 
         if decoder not in DECODERS:
@@ -52,9 +71,9 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        providers = providers_for(device)
         try:
-            self._session = ort.InferenceSession(str(self.path), options,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise OnnxModelError(f"{self.path}: onnxruntime cannot load it: {e}") from None
         self.metadata = self._session.get_modelmeta().custom_metadata_map
@@ -142,10 +161,10 @@ def _input_fits(inputs: list, size: int) -> bool:
 
 
 def hand_stage_from_onnx(path: str | Path, min_score: float = DEFAULT_MIN_SCORE,
-                         batch_size: int = 16, threads: int = 0, decoder: str = "argmax"
-                         ) -> HandStage:
+                         batch_size: int = 16, threads: int = 0, decoder: str = "argmax",
+                         device: str = "cpu") -> HandStage:
     """The `HandStage` of an exported hand model, with the crop rule of its metadata."""
-    model = OnnxModel(path, threads, task="hand", decoder=decoder)
+    model = OnnxModel(path, threads, task="hand", decoder=decoder, device=device)
     try:
         saved = json.loads(model.metadata["hand_crop_rule"])
         rule = HandCropRule(**{f.name: saved[f.name] for f in dataclasses.fields(HandCropRule)})
@@ -183,12 +202,12 @@ class OnnxPredictor:
 
 
 def load_onnx(body: str | Path, hand: str | Path | None, hand_min_score: float,
-              batch_size: int, threads: int = 0, hand_decoder: str = "argmax"
-              ) -> RegionPredictor:
-    """A `RegionPredictor` on exported ONNX files (onnxruntime only)."""
-    model = OnnxModel(body, threads, task="wholebody")
-    stage = None if hand is None else hand_stage_from_onnx(hand, hand_min_score,
-                                                          threads=threads, decoder=hand_decoder)
+              batch_size: int, threads: int = 0, hand_decoder: str = "argmax",
+              device: str = "cpu") -> RegionPredictor:
+    """A `RegionPredictor` on exported ONNX files (onnxruntime only), on `device`."""
+    model = OnnxModel(body, threads, task="wholebody", device=device)
+    stage = None if hand is None else hand_stage_from_onnx(
+        hand, hand_min_score, threads=threads, decoder=hand_decoder, device=device)
     described = f"onnx {model.path}" + ("" if hand is None else f" + hand {hand}")
     return RegionPredictor(model.predict_batch, model.input_size, stage, batch_size, described,
                            model.predict_maps if model.has_heatmaps else None, model.udp)

@@ -79,6 +79,14 @@ def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--frames-fps", type=float, default=25.0,
                      help="frame rate of folders of frames (and of videos that store none) "
                      "(default %(default)s)")
+    run.add_argument("--shard", default=None, metavar="K/N",
+                     help="run only shard K of N (K from 0): inputs are assigned by a hash of "
+                     "their output name, so N workers given the same inputs cover each exactly "
+                     "once, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; each "
+                     "worker appends to its own DIR/manifest/shard-K-of-N.jsonl")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="--onnx: onnxruntime's CUDA execution provider (needs onnxruntime-gpu) "
+                     "or the CPU; --checkpoint: must match what JAX sees (default %(default)s)")
     out.add_argument("--fps", type=float, default=None,
                      help="resample the outputs to this constant frame rate, linearly in time "
                      "(for tools that assume one rate; default: every decoded frame, with its "

@@ -10,72 +10,36 @@ each hand's crop follows the hand's own previous points, and the keypoints are s
 zero lag over the whole file (a robust local regression; --causal: the live demo's One Euro
 filter instead) (docs/VIDEO.md). The model is a training checkpoint (--checkpoint, JAX) or an
 exported ONNX file (--onnx: numpy, OpenCV and onnxruntime only). Finished videos are skipped on
-a re-run
-(--overwrite redoes them); an unreadable video is reported and skipped, and the exit code is 1
-if anything failed.
+a re-run (--overwrite redoes them); an unreadable video is reported and skipped, and the exit
+code is 1 if anything failed.
+
+With --shard K/N the worker takes only the inputs of shard K (a hash of each input's output
+name: N workers given the same inputs cover each once), and every input leaves a line in
+DIR/manifest/ when it finishes or fails (`python -m signlang_jax.video.manifest DIR` sums them
+up; docs/VIDEO.md has a SLURM array script).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from signlang_jax import __version__
-from signlang_jax.data.sequence_files import KeypointSequence, write_npz, write_pose
-from signlang_jax.data.videos import (
-    VideoInfo,
-    VideoInput,
-    VideoReadError,
-    clean_times,
-    find_inputs,
-    frame_rate,
-    probe,
-    read_frames,
-    read_timed_frames,
-)
+from signlang_jax.data.videos import find_inputs
 from signlang_jax.errors import TrainingError
 from signlang_jax.inference.onnx_runtime import load_onnx
 from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.video.arguments import FORMATS, build_parser
+from signlang_jax.video.corpus import in_shard, model_files, run_all, select
 from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
-from signlang_jax.video.offline import OfflineParams, smooth_offline
-from signlang_jax.video.overlay import OverlayWriter, annotate
+from signlang_jax.video.job import JobSettings
+from signlang_jax.video.manifest import parse_shard
+from signlang_jax.video.offline import OfflineParams
 from signlang_jax.video.people import PersonParams
-from signlang_jax.video.resample import resample
-from signlang_jax.video.sequence import SequenceProcessor, describe
 from signlang_jax.video.smoothing import OneEuroParams
 from signlang_jax.video.tracking import TrackingParams
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSettings:
-    """Everything `process_video` needs besides the model and the input."""
-
-    out: Path
-    formats: tuple[str, ...]
-    overlay: bool
-    min_score: float
-    batch_size: int
-    frames_fps: float  # folders of frames and videos without a rate
-    tracking: TrackingParams | None
-    smoothing: OfflineParams | OneEuroParams | None  # offline (default), causal or none
-    hands: HandTrackingParams | None = HandTrackingParams()
-    output_fps: float | None = None  # resample the outputs to this constant rate
-    people: PersonParams | None = PersonParams()  # None: whoever the whole frame's points are
-
-    def outputs(self, item: VideoInput) -> list[Path]:
-        """The files `item` produces."""
-        paths = [self.out / f"{item.name}.{fmt}" for fmt in self.formats]
-        return paths + ([self.out / f"{item.name}.overlay.mp4"] if self.overlay else [])
 
 
 def settings_from(args: argparse.Namespace) -> JobSettings:
@@ -111,97 +75,17 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
                        args.frames_fps, tracking, smoothing, hands, args.fps, people)
 
 
-def process_video(item: VideoInput, model: RegionPredictor, job: JobSettings,
-                  position: int = 1) -> tuple[KeypointSequence, float]:
-    """Run one input and write its outputs; (sequence, frames/s decode-to-file)."""
-    start = time.perf_counter()
-    info = probe(item, job.frames_fps)
-    causal = job.smoothing if isinstance(job.smoothing, OneEuroParams) else None
-    processor = SequenceProcessor(model, info.width, info.height, info.fps, job.tracking,
-                                  causal, job.hands, job.people)
-    results, stamps = _process_frames(item, info, processor, job.batch_size, position)
-    if not results:
-        raise VideoReadError(f"{item.path}: no frames decoded")
-    keypoints = np.concatenate([r.keypoints for r in results])
-    timestamps = clean_times(stamps, info.fps)
-    if isinstance(job.smoothing, OfflineParams):
-        keypoints = smooth_offline(keypoints, timestamps, job.smoothing)
-    sequence = KeypointSequence(
-        keypoints=keypoints, fps=frame_rate(timestamps, info.fps), width=info.width,
-        height=info.height, tracked=np.concatenate([r.tracked for r in results]),
-        region=np.concatenate([r.regions for r in results]),
-        metadata={"model": model.description, "source": str(item.path),
-                  "settings": json.dumps(describe(job.tracking, job.smoothing, job.hands,
-                                                       job.people)),
-                  "batch_size": str(job.batch_size), "signlang_jax_version": __version__},
-        timestamps=timestamps)
-    for path in job.outputs(item):  # outputs mirror the input's folders below --out
-        path.parent.mkdir(parents=True, exist_ok=True)
-    written = (sequence if job.output_fps is None
-               else resample(sequence, job.output_fps, job.min_score))
-    for fmt in job.formats:
-        path = job.out / f"{item.name}.{fmt}"
-        if fmt == "npz":
-            write_npz(path, written)
-        else:
-            write_pose(path, written, min_score=job.min_score)
-    if job.overlay:
-        _write_overlay(item, info, sequence, job, np.concatenate([r.hand_regions for r in results]),
-                       np.concatenate([r.hand_tracked for r in results]))
-    return sequence, len(sequence.keypoints) / (time.perf_counter() - start)
-
-
-def _process_frames(item: VideoInput, info: VideoInfo, processor: SequenceProcessor,
-                    batch_size: int, position: int) -> tuple[list, list[float]]:
-    """Decode `item` and run its frames through `processor` in batches; (the batches' results,
-    every frame's time stamp)."""
-    results, stamps = [], []
-    bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
-               leave=False, dynamic_ncols=True)
-    try:
-        batch: list[np.ndarray] = []
-        times: list[float] = []
-        for frame, seconds in read_timed_frames(item, info, prefetch=max(16, 2 * batch_size)):
-            batch.append(frame)
-            times.append(seconds)
-            if len(batch) == batch_size:
-                results.append(processor.process(batch, times))
-                bar.update(len(batch))
-                stamps += times
-                batch, times = [], []
-        if batch:
-            results.append(processor.process(batch, times))
-            bar.update(len(batch))
-            stamps += times
-    finally:
-        bar.close()
-    return results, stamps
-
-
-def _write_overlay(item: VideoInput, info: VideoInfo, sequence: KeypointSequence,
-                   job: JobSettings, hand_regions: np.ndarray, hand_tracked: np.ndarray) -> None:
-    """NAME.overlay.mp4: the frames decoded again, annotated with the final keypoints, the
-    body model's region and the hand crops."""
-    overlay = OverlayWriter(job.out / f"{item.name}.overlay.mp4", info.fps, info.width,
-                            info.height)
-    try:
-        for n, frame in enumerate(read_frames(item, info, prefetch=16)):
-            if n >= len(sequence.keypoints):
-                break
-            overlay.write(annotate(frame, sequence.keypoints[n], sequence.region[n],
-                                   bool(sequence.tracked[n]), job.min_score,
-                                   hand_regions=hand_regions[n], hand_tracked=hand_tracked[n]))
-    except BaseException:
-        overlay.close(keep=False)
-        raise
-    overlay.close(keep=True)
-
-
 def load_model(args: argparse.Namespace) -> RegionPredictor:
     """The model the arguments name (JAX is imported only for --checkpoint)."""
     if args.onnx:
         return load_onnx(args.onnx, args.hand_onnx, args.hand_min_score, args.batch_size,
-                         args.threads, args.hand_decoder)
+                         args.threads, args.hand_decoder, args.device)
+    if args.device == "cuda":
+        import jax
+
+        if not any(d.platform == "gpu" for d in jax.devices()):
+            raise ValueError(f"--device cuda: JAX sees no GPU ({jax.devices()}); install "
+                             "jax[cuda12] or leave --device out")
     return load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
                     args.hand_min_score, args.batch_size, args.hand_decoder)
 
@@ -220,21 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             parser.error("--format pose needs pose-format: pip install pose-format "
                          "(or the package's pose extra)")
-    inputs, problems = find_inputs(args.inputs)
+    try:
+        shard = parse_shard(args.shard) if args.shard else (0, 1)
+    except ValueError as e:
+        parser.error(str(e))
+    found, problems = find_inputs(args.inputs)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
+    inputs = in_shard(found, shard)
+    if args.shard:
+        print(f"shard {shard[0]}/{shard[1]}: {len(inputs)} of {len(found)} inputs",
+              file=sys.stderr)
     try:
         _check_writable(job.out)
     except OSError as e:
         print(f"ERROR --out {job.out}: cannot write there ({e})", file=sys.stderr)
         return 1
-    todo = []
-    for item in inputs:
-        if not args.overwrite and all(p.exists() for p in job.outputs(item)):
-            print(f"skip {item.name}: {', '.join(p.name for p in job.outputs(item))} exist "
-                  "(--overwrite redoes it)", file=sys.stderr)
-        else:
-            todo.append(item)
+    model_info = model_files(args.onnx, args.hand_onnx, args.checkpoint, args.hand_checkpoint)
+    todo = select(inputs, job, args.overwrite, model_info)
     if not todo:
         return 1 if problems else 0
     try:
@@ -247,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, TrainingError) as e:  # ConfigError, OnnxModelError, missing file
         print(f"ERROR {e}", file=sys.stderr)
         return 1
-    failed = _run_all(todo, model, job)
+    failed = run_all(todo, model, job, shard, model_info)
     return 1 if failed or problems else 0
 
 
@@ -259,22 +146,3 @@ def _check_writable(folder: Path) -> None:
     probe_file.unlink()
 
 
-def _run_all(todo: list[VideoInput], model: RegionPredictor, job: JobSettings) -> int:
-    """Process every input in turn; the number that failed."""
-    failed, total_frames, start = 0, 0, time.perf_counter()
-    for item in tqdm(todo, desc="videos", unit="video", position=0, dynamic_ncols=True):
-        try:
-            sequence, fps = process_video(item, model, job)
-        except (VideoReadError, OSError, ValueError) as e:  # messages start with the file
-            tqdm.write(f"ERROR {e} (skipped)", file=sys.stderr)
-            failed += 1
-            continue
-        frames = len(sequence.keypoints)
-        total_frames += frames
-        tqdm.write(f"{item.name}: {frames} frames at {fps:.1f} frames/s, "
-                   f"{sequence.tracked.mean():.0%} tracked -> "
-                   f"{', '.join(p.name for p in job.outputs(item))}", file=sys.stderr)
-    elapsed = time.perf_counter() - start
-    print(f"{len(todo) - failed} of {len(todo)} videos done ({failed} failed), {total_frames} "
-          f"frames, {total_frames / max(elapsed, 1e-9):.1f} frames/s overall", file=sys.stderr)
-    return failed
