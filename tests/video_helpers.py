@@ -21,8 +21,9 @@ from signlang_jax.keypoints import NUM_KEYPOINTS
 
 
 def constant_onnx(path: Path, keypoints: np.ndarray, input_size: int, task: str = "wholebody",
-                  rule: HandCropRule | None = None) -> Path:
-    """An ONNX file mapping images (N, 3, S, S) to the constant `keypoints` (N, K, 3)."""
+                  rule: HandCropRule | None = None, gain: float = 0.0) -> Path:
+    """An ONNX file mapping images (N, 3, S, S) to the constant `keypoints` (N, K, 3), plus
+    `gain` x each image's mean pixel value (0: truly constant)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -33,7 +34,7 @@ def constant_onnx(path: Path, keypoints: np.ndarray, input_size: int, task: str 
         helper.make_node("Reshape", ["nothing", "shape"], ["column"]),
         helper.make_node("Add", ["column", "points"], ["keypoints"]),
     ]
-    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+    inits = [numpy_helper.from_array(np.array(gain, np.float32), "zero"),
              numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
              numpy_helper.from_array(np.asarray(keypoints, np.float32)[None], "points")]
     graph = helper.make_graph(

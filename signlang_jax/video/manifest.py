@@ -67,11 +67,15 @@ def shard_file(out: Path, shard: tuple[int, int]) -> Path:
 
 
 def append_record(path: Path, record: dict) -> None:
-    """Append one line to a manifest file: one write, then fsync (a kill loses only it)."""
+    """Append one line to a manifest file: one write, then fsync (a kill loses only it). After
+    a line cut short by a kill, the new line starts on a line of its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
