@@ -84,6 +84,14 @@ def _add_output_and_running_arguments(parser: argparse.ArgumentParser) -> None:
                      "their output name, so N workers given the same inputs cover each exactly "
                      "once, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; each "
                      "worker appends to its own DIR/manifest/shard-K-of-N.jsonl")
+    run.add_argument("--ray", default=None, metavar="ADDRESS",
+                     help="run the videos on a Ray cluster (pip install '.[ray]'): ADDRESS of "
+                     "a running cluster (e.g. auto, or ray://host:10001), or 'local' to start "
+                     "one on this machine; Ray Data with one model per actor, the same "
+                     "per-video processing, outputs and manifest as without it (docs/VIDEO.md)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="with --ray: actors, each with its own model (default: one per CPU "
+                     "of the cluster, one per GPU with --device cuda)")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                      help="--onnx: onnxruntime's CUDA execution provider (needs onnxruntime-gpu) "
                      "or the CPU; --checkpoint: must match what JAX sees (default %(default)s)")

@@ -28,14 +28,13 @@ from pathlib import Path
 
 from signlang_jax.data.videos import find_inputs
 from signlang_jax.errors import TrainingError
-from signlang_jax.inference.onnx_runtime import load_onnx
-from signlang_jax.inference.region import RegionPredictor, load_jax
 from signlang_jax.video.arguments import FORMATS, build_parser
-from signlang_jax.video.corpus import in_shard, model_files, run_all, select
+from signlang_jax.video.corpus import in_shard, run_all, select
 from signlang_jax.video.flags import flag_problems
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.job import JobSettings
 from signlang_jax.video.manifest import parse_shard
+from signlang_jax.video.model_spec import ModelSpec
 from signlang_jax.video.offline import OfflineParams
 from signlang_jax.video.people import PersonParams
 from signlang_jax.video.smoothing import OneEuroParams
@@ -52,6 +51,8 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     problems = flag_problems(args)
     if problems:
         raise ValueError("\n".join(problems))
+    if args.workers is not None and not args.ray:
+        raise ValueError("--workers goes with --ray (the local job runs one video at a time)")
     if args.hand_onnx and not args.onnx or args.hand_checkpoint and not args.checkpoint:
         raise ValueError("--hand-onnx goes with --onnx, --hand-checkpoint with --checkpoint")
     tracking = None if args.no_tracking else TrackingParams(
@@ -73,21 +74,6 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     people = None if args.person == "any" else PersonParams(policy=args.person)
     return JobSettings(Path(args.out), formats, args.overlay, args.min_score, args.batch_size,
                        args.frames_fps, tracking, smoothing, hands, args.fps, people)
-
-
-def load_model(args: argparse.Namespace) -> RegionPredictor:
-    """The model the arguments name (JAX is imported only for --checkpoint)."""
-    if args.onnx:
-        return load_onnx(args.onnx, args.hand_onnx, args.hand_min_score, args.batch_size,
-                         args.threads, args.hand_decoder, args.device)
-    if args.device == "cuda":
-        import jax
-
-        if not any(d.platform == "gpu" for d in jax.devices()):
-            raise ValueError(f"--device cuda: JAX sees no GPU ({jax.devices()}); install "
-                             "jax[cuda12] or leave --device out")
-    return load_jax(args.checkpoint, args.step, args.dtype, args.hand_checkpoint,
-                    args.hand_min_score, args.batch_size, args.hand_decoder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,12 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"ERROR --out {job.out}: cannot write there ({e})", file=sys.stderr)
         return 1
-    model_info = model_files(args.onnx, args.hand_onnx, args.checkpoint, args.hand_checkpoint)
+    spec = ModelSpec.from_args(args)
+    model_info = spec.files()
     todo = select(inputs, job, args.overwrite, model_info)
     if not todo:
         return 1 if problems else 0
+    if args.ray:
+        from signlang_jax.video.ray_runner import run_ray
+
+        failed = run_ray(todo, spec, job, shard, args.ray, args.workers)
+        return 1 if failed or problems else 0
     try:
-        model = load_model(args)
+        model = spec.load()
     except ImportError as e:
         extra = "runtime" if args.onnx else "train"
         print(f"ERROR {e.name or e}: not installed; pip install 'signlang-jax[{extra}]' "

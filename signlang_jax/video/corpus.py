@@ -20,26 +20,11 @@ from signlang_jax.inference.region import RegionPredictor
 from signlang_jax.video.job import JobSettings, process_video
 from signlang_jax.video.manifest import (
     append_record,
-    file_digest,
     make_record,
     read_manifest,
     shard_file,
     shard_of,
 )
-
-
-def model_files(onnx: str | None, hand_onnx: str | None, checkpoint: str | None,
-                hand_checkpoint: str | None) -> dict:
-    """What a manifest line says of the model: the files, and each ONNX file's sha256."""
-    info: dict = {}
-    for key, path in (("onnx", onnx), ("hand_onnx", hand_onnx)):
-        if path:
-            info[key] = str(path)
-            info[f"{key}_sha256"] = file_digest(path) if Path(path).is_file() else None
-    for key, path in (("checkpoint", checkpoint), ("hand_checkpoint", hand_checkpoint)):
-        if path:
-            info[key] = str(path)
-    return info
 
 
 def in_shard(inputs: Sequence[VideoInput], shard: tuple[int, int]) -> list[VideoInput]:

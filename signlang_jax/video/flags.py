@@ -37,6 +37,7 @@ FLAG_RULES: dict[str, tuple[str, tuple[Callable[[float], bool], str], str]] = {
                        "a hand-model point replaces the body model's from this score"),
     "threads": ("--threads", _number(0, 1024),
                 "onnxruntime threads, 0 = onnxruntime's choice"),
+    "workers": ("--workers", _number(1, 100000), "Ray actors, each with its own model"),
     "min_score": ("--min-score", SCORE, "points below this score are stored as missing"),
     "batch_size": ("--batch-size", _number(1, 4096), "frames per model call"),
     "frames_fps": ("--frames-fps", _number(0, 1000, low_open=True),
