@@ -224,3 +224,15 @@ def test_device_cuda_without_a_cuda_onnxruntime_is_a_clear_error(nested, model, 
 def test_inputs_found_are_the_leaves(nested):
     found, problems = find_inputs([str(nested)])
     assert not problems and sorted(i.name for i in found) == expected_names()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--workers", "2"], "--workers goes with --ray"),
+    (["--ray", "local", "--workers", "0"], "--workers 0: expected a value in [1, 100000]"),
+])
+def test_worker_flags_are_checked_before_any_work(extra, message, nested, model, tmp_path,
+                                                  capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(nested), "--out", str(tmp_path / "out"), "--onnx", str(model), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
