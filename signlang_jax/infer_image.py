@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from signlang_jax.data.images import IMAGE_EXTENSIONS, read_image
 from signlang_jax.data.problems import DatasetError
@@ -34,6 +33,7 @@ from signlang_jax.inference.predictor import (
     load_model,
 )
 from signlang_jax.keypoints import KEYPOINT_NAMES
+from signlang_jax.progress import progress
 from signlang_jax.training.compile_cache import enable_compilation_cache
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR {e}", file=sys.stderr)
         return 1
     failures = 0
-    for image_path, overlay_path in tqdm(targets, unit="img", disable=len(targets) == 1,
+    for image_path, overlay_path in progress(targets, unit="img", disable=len(targets) == 1,
                                          file=sys.stderr):
         try:
             overlay = write_prediction(predictor, image_path, overlay_path, args.conf_threshold)

@@ -340,3 +340,14 @@ def test_cli_help_exits_zero():
             module.main(["--help"])
         assert info.value.code == 0
     assert Path(evaluate.__file__).exists()
+
+
+def test_restoring_for_inference_is_quiet(tiny_run, caplog):
+    # orbax warns about every read-only manager it opens; ours says what it means up front and
+    # keeps its one unconditional notice out of evaluate / infer_image / export logs.
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="absl"):
+        load_model(tiny_run, "latest")
+    noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == []

@@ -43,7 +43,6 @@ from types import ModuleType
 
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from signlang_jax.data.dataset import (
     SPLITS,
@@ -243,7 +242,7 @@ def write_pack(splits: dict[str, list[Sample]], out: str | os.PathLike, root: st
             np.stack([s.keypoints for s in samples]), np.stack([s.bbox for s in samples]))}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.packing-", dir=out.parent))
-    bar = tqdm(total=sum(len(s) for s in splits.values()), unit="img", desc="packing",
+    bar = progress(total=sum(len(s) for s in splits.values()), unit="img", desc="packing",
                disable=not progress, file=sys.stderr)
     try:
         builder = _make_builder(tfds, splits, root, staging / "data", metadata, bar)

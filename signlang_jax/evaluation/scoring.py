@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from signlang_jax.codec import per_keypoint_mse, render_heatmaps
 from signlang_jax.crop import HANDS, part_boxes, to_original
@@ -183,7 +182,7 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
     # exit, errors and Ctrl-C included (see BatchIterator.close).
     with (make_iterator(config, "val", source=records, batch_size=batch_size, shard_index=0,
                         shard_count=1) as batches,
-          tqdm(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
+          progress(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
         for batch in batches:
             keypoints, heatmaps = predictor.predict_batch(batch["image"])
             targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,

@@ -278,10 +278,11 @@ def generate_clips(out_dir: str | os.PathLike, num: int, seed: int, width: int =
                   tuple(signer_height), overwrite, companion)
     indices = range(start_index, start_index + num)
 
-    from tqdm import tqdm  # only needed here; keeps `render_clip` importable without it
+    # only needed here; keeps `render_clip` importable without tqdm
+    from signlang_jax.progress import progress as progress_bar
 
     written = 0
-    with tqdm(total=num, unit="clip", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=num, unit="clip", disable=not progress, file=sys.stderr) as bar:
         for done in run_jobs(job, indices, workers):
             written += done
             bar.update()

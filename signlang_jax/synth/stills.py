@@ -146,9 +146,10 @@ def generate_dataset(out_dir: str | os.PathLike, num: int, seed: int, size: int 
     indices = range(start_index, start_index + num)
     job = partial(write_sample, str(root), seed, size, others)
 
-    from tqdm import tqdm  # only needed here; keeps `render_sample` importable without it
+    # only needed here; keeps `render_sample` importable without tqdm
+    from signlang_jax.progress import progress as progress_bar
 
-    with tqdm(total=num, unit="img", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=num, unit="img", disable=not progress, file=sys.stderr) as bar:
         for _ in run_jobs(job, indices, workers, chunksize=max(1, min(16, num // (workers * 8)))):
             bar.update()
 

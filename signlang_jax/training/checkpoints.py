@@ -78,11 +78,34 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
             RecordedDamaged(Path(directory).parent)]
     # best_fn only makes orbax store each checkpoint's metrics (the policy above decides what
     # is kept); without it `metrics()` is empty and no checkpoint can be "best".
+    # A read-only manager (evaluation, export) saves nothing and cleans nothing up: said here,
+    # orbax does not warn that it changed those settings itself.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policies.AnyPreservationPolicy(keep),
-        best_fn=_metric_getter(metric, mode), best_mode=mode, cleanup_tmp_directories=True,
+        best_fn=_metric_getter(metric, mode), best_mode=mode,
+        cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1,
         create=not read_only, read_only=read_only, enable_async_checkpointing=True)
-    return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+    if not read_only:
+        return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+    notice = _DropMessage("Given directory is read only")  # orbax's, on every read-only open
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(notice)
+    try:
+        return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+    finally:
+        absl_logger.removeFilter(notice)
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with `prefix` (a notice that is no problem)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for the notice, True for everything else."""
+        return not record.getMessage().startswith(self.prefix)
 
 
 def _metric_getter(metric: str, mode: str) -> Callable[[dict], float]:

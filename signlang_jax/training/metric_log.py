@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from signlang_jax.draw import draw_skeleton
+from signlang_jax.progress import progress
 
 
 class MetricLogger:
@@ -21,7 +22,7 @@ class MetricLogger:
 
     def __init__(self, workdir: Path, total: int, initial: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+        self._bar = progress(total=total, initial=initial, unit="step", dynamic_ncols=True,
                          disable=not enabled, mininterval=1.0)
         if not enabled:
             return

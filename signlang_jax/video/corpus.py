@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from signlang_jax.data.videos import VideoInput
 from signlang_jax.inference.region import RegionPredictor
+from signlang_jax.progress import progress
 from signlang_jax.video.job import JobSettings, process_video
 from signlang_jax.video.manifest import (
     append_record,
@@ -91,7 +92,7 @@ def run_all(todo: Sequence[VideoInput], model: RegionPredictor, job: JobSettings
     failed."""
     manifest = shard_file(job.out, shard)
     failed, total_frames, start = 0, 0, time.perf_counter()
-    for item in tqdm(todo, desc="videos", unit="video", position=0, dynamic_ncols=True):
+    for item in progress(todo, desc="videos", unit="video", position=0, dynamic_ncols=True):
         record, message = run_one(item, model, job, shard, model_info or {})
         append_record(manifest, record)
         tqdm.write(message, file=sys.stderr)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from signlang_jax import __version__
 from signlang_jax.data.sequence_files import KeypointSequence, write_npz, write_pose
@@ -27,6 +26,7 @@ from signlang_jax.data.videos import (
     read_timed_frames,
 )
 from signlang_jax.inference.region import RegionPredictor
+from signlang_jax.progress import progress
 from signlang_jax.video.hands import HandTrackingParams
 from signlang_jax.video.offline import OfflineParams, smooth_offline
 from signlang_jax.video.overlay import OverlayWriter, annotate
@@ -111,7 +111,7 @@ def _process_frames(item: VideoInput, info: VideoInfo, processor: SequenceProces
     """Decode `item` and run its frames through `processor` in batches; (the batches' results,
     every frame's time stamp)."""
     results, stamps = [], []
-    bar = tqdm(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
+    bar = progress(total=info.num_frames or None, desc=item.name, unit="frame", position=position,
                leave=False, dynamic_ncols=True)
     try:
         batch: list[np.ndarray] = []
