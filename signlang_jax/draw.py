@@ -7,6 +7,7 @@ as hollow grey circles so they stay visible for review without looking like conf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -85,4 +86,57 @@ def draw_points(image: np.ndarray, keypoints: np.ndarray, color: tuple[int, int,
     for x, y, w in keypoints:
         if w > 0:
             cv2.circle(out, _point((x, y)), r, color, 1, cv2.LINE_AA, _SUBPIXEL_BITS)
+    return out
+
+
+LEGEND_BACKGROUND = (40, 40, 40)
+GROUP_LABELS = {"body": "body", "left_hand": "left hand", "right_hand": "right hand",
+                "face": "face"}
+# (label, colour, mark): mark "dot" (a confident point), "ring" (a hollow circle), "box" (a
+# square outline: a region the model ran on).
+GROUP_ENTRIES: tuple[tuple[str, tuple[int, int, int], str], ...] = tuple(
+    (GROUP_LABELS[g], colour, "dot") for g, colour in GROUP_COLORS.items())
+
+
+def legend_strip(width: int, entries: Sequence[tuple[str, tuple[int, int, int], str]],
+                 height: int | None = None) -> np.ndarray:
+    """A dark (height, width, 3) strip naming each mark: a dot, ring or box in its colour and
+    its label, left to right (text shrinks to fit the width)."""
+    height = height or max(18, min(32, width // 30))
+    strip = np.full((height, width, 3), LEGEND_BACKGROUND, np.uint8)
+    scale = height / 40
+    while True:  # shrink until everything fits on one line
+        widths = [height + cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+                  + height // 2 for label, _, _ in entries]
+        if sum(widths) <= width - 4 or scale < 0.2:
+            break
+        scale *= 0.9
+    x, mid, r = 4, height // 2, max(2, height // 5)
+    for (label, colour, mark), step in zip(entries, widths, strict=True):
+        centre = (x + r + 1, mid)
+        if mark == "dot":
+            cv2.circle(strip, centre, r, colour, -1, cv2.LINE_AA)
+        elif mark == "ring":
+            cv2.circle(strip, centre, r, colour, 1, cv2.LINE_8)  # exact colour: no blending
+        else:
+            cv2.rectangle(strip, (centre[0] - r, mid - r), (centre[0] + r, mid + r), colour, 1)
+        cv2.putText(strip, label, (x + 2 * r + 6, mid + int(4 * scale * 2)),
+                    cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
+        x += step
+    return strip
+
+
+def with_legend(image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], str]]
+                ) -> np.ndarray:
+    """`image` with a legend strip (`legend_strip`) added below it."""
+    return np.concatenate([image, legend_strip(image.shape[1], entries)], axis=0)
+
+
+def overlay_legend(image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], str]]
+                   ) -> np.ndarray:
+    """A copy of `image` with the legend strip drawn over its bottom rows (same size: video
+    frames keep their size)."""
+    out = np.ascontiguousarray(image.copy())
+    strip = legend_strip(out.shape[1], entries)
+    out[-strip.shape[0]:] = strip
     return out

@@ -18,7 +18,7 @@ import numpy as np
 
 from signlang_jax.data.images import IMAGE_EXTENSIONS, read_image
 from signlang_jax.data.problems import DatasetError
-from signlang_jax.draw import draw_skeleton, write_rgb
+from signlang_jax.draw import GROUP_ENTRIES, draw_skeleton, with_legend, write_rgb
 from signlang_jax.errors import TrainingError
 from signlang_jax.files import write_atomic
 from signlang_jax.inference.cli_args import (
@@ -89,7 +89,8 @@ def write_prediction(predictor: Predictor, image_path: Path, overlay_path: Path,
     """Predict one image; write its overlay and its label JSON beside it; return the overlay."""
     image = read_image(image_path)
     keypoints = predictor.predict_image(image)
-    overlay = draw_skeleton(image, keypoints, threshold, draw_hidden=False)
+    overlay = with_legend(draw_skeleton(image, keypoints, threshold, draw_hidden=False),
+                          GROUP_ENTRIES)
     overlay_path.parent.mkdir(parents=True, exist_ok=True)
     write_rgb(str(overlay_path), overlay)
     label = prediction_label(keypoints, image_path.name, image.shape[1], image.shape[0],

@@ -75,7 +75,8 @@ def test_evaluate_cli_writes_report(tiny_run, synth_root, tmp_path, capsys):
     assert len(metrics["pck@0.1_per_keypoint"]) == 64
     assert "left_hand_own_box" in metrics["oks_ap"]
     assert cv2.imread(str(out / "pck_per_keypoint.png")) is not None
-    assert cv2.imread(str(out / "worst.jpg")).shape[1] == 4 * 258 + 2
+    # 4 tiles of 256 px and 2 px padding, one row, and the legend strip below (32 px).
+    assert cv2.imread(str(out / "worst.jpg")).shape[:2] == (258 + 2 + 32, 4 * 258 + 2)
 
 
 def test_compute_metrics_ground_truth_is_perfect():
@@ -287,7 +288,7 @@ def test_infer_image_file_and_folder(tiny_run, synth_root, tmp_path, capsys):
     out = tmp_path / "one" / "overlay.jpg"
     assert infer_image.main(["--checkpoint", str(tiny_run), "--image", str(image),
                              "--out", str(out)]) == 0
-    assert cv2.imread(str(out)).shape == (64, 64, 3)
+    assert cv2.imread(str(out)).shape == (64 + 18, 64, 3)  # the image and its legend strip
     label = json.loads(out.with_suffix(".json").read_text())
     assert len(label["keypoints"]) == 64 and "score" in label["keypoints"][0]
     # The JSON is a valid label of the dataset schema: put it in a dataset and validate it.

@@ -56,3 +56,19 @@ def test_preview_cli_reports_invalid_dataset(tmp_path: Path, capsys):
     (tmp_path / "labels" / "000001.json").write_text("[]")
     assert preview_main(["--data-root", str(tmp_path), "--out", str(tmp_path / "g.png")]) == 1
     assert "labels/000001.json: top level is a list" in capsys.readouterr().err
+
+
+def test_legend_strip_shows_each_mark_in_its_colour():
+    from signlang_jax.draw import GROUP_ENTRIES, LEGEND_BACKGROUND, legend_strip, with_legend
+    from signlang_jax.evaluation.report import WORST_LEGEND
+    from signlang_jax.video.overlay import OVERLAY_LEGEND
+
+    for entries in (GROUP_ENTRIES, WORST_LEGEND, OVERLAY_LEGEND):
+        strip = legend_strip(640, entries)
+        assert strip.shape == (21, 640, 3)
+        assert (strip[0, 0] == LEGEND_BACKGROUND).all()
+        for _, colour, _ in entries:  # every mark is drawn (anti-aliasing aside: exact pixels)
+            assert (strip == colour).all(-1).any(), colour
+    image = np.zeros((100, 300, 3), np.uint8)
+    framed = with_legend(image, GROUP_ENTRIES)
+    assert framed.shape == (118, 300, 3) and (framed[:100] == 0).all()

@@ -54,6 +54,7 @@ from signlang_jax.data.dataset import (
     split_samples,
 )
 from signlang_jax.files import fsync_folder, fsync_tree
+from signlang_jax.progress import progress as progress_bar
 
 BUILDER_NAME = "signlang_pack"  # TFDS dataset name: OUT/signlang_pack/VERSION/
 DATASET_VERSION = "1.0.0"  # TFDS version directory
@@ -242,7 +243,7 @@ def write_pack(splits: dict[str, list[Sample]], out: str | os.PathLike, root: st
             np.stack([s.keypoints for s in samples]), np.stack([s.bbox for s in samples]))}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.packing-", dir=out.parent))
-    bar = progress(total=sum(len(s) for s in splits.values()), unit="img", desc="packing",
+    bar = progress_bar(total=sum(len(s) for s in splits.values()), unit="img", desc="packing",
                disable=not progress, file=sys.stderr)
     try:
         builder = _make_builder(tfds, splits, root, staging / "data", metadata, bar)

@@ -13,7 +13,14 @@ import cv2
 import numpy as np
 
 from signlang_jax.data.sources import PackedSource, SampleSource, record_image
-from signlang_jax.draw import draw_points, draw_skeleton, image_grid, write_rgb
+from signlang_jax.draw import (
+    GROUP_ENTRIES,
+    draw_points,
+    draw_skeleton,
+    image_grid,
+    with_legend,
+    write_rgb,
+)
 from signlang_jax.evaluation.metrics import HAND_PCK_THRESHOLD, normalized_distances
 from signlang_jax.files import write_atomic
 from signlang_jax.keypoints import GROUP_COLORS, GROUPS, group_of
@@ -67,6 +74,11 @@ def pck_bar_chart(per_keypoint: dict[str, float], title: str) -> np.ndarray:
     return chart
 
 
+# The grid's marks: visible ground truth as white rings, the prediction as the skeleton.
+WORST_LEGEND = (("truth (visible points)", (255, 255, 255), "ring"),
+                *((f"predicted {label}", colour, mark) for label, colour, mark in GROUP_ENTRIES))
+
+
 def worst_grid(records: SampleSource | PackedSource, pred: np.ndarray, gt: np.ndarray,
                bbox: np.ndarray, count: int, tile: int = 256) -> np.ndarray:
     """Grid of the `count` images with the largest mean normalised error."""
@@ -86,7 +98,7 @@ def worst_grid(records: SampleSource | PackedSource, pred: np.ndarray, gt: np.nd
         scaled_pred[:, :2] = (pred[i, :, :2] + 0.5) * scale - 0.5
         canvas = draw_points(canvas, scaled_gt, (255, 255, 255))
         tiles.append(draw_skeleton(canvas, scaled_pred, threshold=0.0, draw_hidden=False))
-    return image_grid(tiles, columns=4)
+    return with_legend(image_grid(tiles, columns=4), WORST_LEGEND)
 
 
 def write_report(out: Path, metrics: dict, records: SampleSource | PackedSource,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import math
-import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +46,7 @@ from signlang_jax.evaluation.metrics import (
 )
 from signlang_jax.evaluation.report import GROUP_NAMES, HAND_PCK_NAME
 from signlang_jax.keypoints import GROUPS, KEYPOINT_NAMES
+from signlang_jax.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from signlang_jax.inference.predictor import Predictor
@@ -182,7 +182,7 @@ def predict_split(predictor: Predictor, records: SampleSource | PackedSource, ba
     # exit, errors and Ctrl-C included (see BatchIterator.close).
     with (make_iterator(config, "val", source=records, batch_size=batch_size, shard_index=0,
                         shard_count=1) as batches,
-          progress(total=len(records), unit="img", disable=not progress, file=sys.stderr) as bar):
+          progress_bar(total=len(records), unit="img", disable=not progress) as bar):
         for batch in batches:
             keypoints, heatmaps = predictor.predict_batch(batch["image"])
             targets = render_heatmaps(jnp.asarray(batch["keypoints"]), config.data.image_size,

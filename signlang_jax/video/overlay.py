@@ -8,11 +8,13 @@ import cv2
 import numpy as np
 
 from signlang_jax.crop import Region, region_corners
-from signlang_jax.draw import draw_skeleton
+from signlang_jax.draw import GROUP_ENTRIES, draw_skeleton, overlay_legend
 from signlang_jax.files import commit, temporary_sibling
 
 _TRACKED = (0, 200, 0)  # RGB: the frame ran on the tracked region
 _DETECTED = (230, 60, 30)  # the frame ran on the whole frame (first frame or re-detection)
+OVERLAY_LEGEND = (*GROUP_ENTRIES, ("region / hand crop followed", _TRACKED, "box"),
+                  ("whole frame / crop from the body", _DETECTED, "box"))
 
 
 def annotate(frame: np.ndarray, keypoints: np.ndarray, region: np.ndarray, tracked: bool,
@@ -35,7 +37,7 @@ def annotate(frame: np.ndarray, keypoints: np.ndarray, region: np.ndarray, track
                           _TRACKED if followed else _DETECTED, thickness, cv2.LINE_AA)
     caption = ("tracked" if tracked else "full frame") + (f"  {text}" if text else "")
     cv2.putText(out, caption, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
-    return out
+    return overlay_legend(out, OVERLAY_LEGEND)
 
 
 class OverlayWriter:
