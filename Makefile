@@ -26,10 +26,12 @@ setup: $(VENV)/.installed
 
 # Render synthetic data (once), validate it, preview augmented samples, train the body model
 # (configs/demo.py) and the hand model on the same data (configs/demo_hand.py), about
-# 13 minutes on 2 CPU cores from a fresh clone (re-running resumes or just reports); evaluate the pair (hands:
+# 15 minutes on 2 CPU cores from a fresh clone (re-running resumes or just reports); evaluate the pair (hands:
 # body model alone vs body + hand stage), draw a held-out image, export both models to ONNX
-# and print the onnxruntime-vs-JAX parity.
+# and print the onnxruntime-vs-JAX parity; the last lines say what was made, where, the figures
+# and the next command to try (signlang_jax.demo_report).
 demo: setup
+	mkdir -p $(DEMO_DIR) && date +%s > $(DEMO_DIR)/.demo_start
 	test -d $(DEMO_DIR)/data/labels || $(PY) -m signlang_jax.synth --out $(DEMO_DIR)/data \
 		--num $(DEMO_NUM) --seed 0 --size $(DEMO_SIZE)
 	$(PY) -m signlang_jax.data.validate --data-root $(DEMO_DIR)/data
@@ -49,6 +51,7 @@ demo: setup
 		--with-keypoints
 	$(PY) -m interop.to_onnx --checkpoint $(HAND_DIR):best --output $(DEMO_DIR)/hand.onnx \
 		--with-keypoints
+	$(PY) -m signlang_jax.demo_report --demo $(DEMO_DIR) --hand $(HAND_DIR)
 
 lint: setup
 	$(PY) -m ruff check .

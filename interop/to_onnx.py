@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 import sys
 import time
@@ -46,7 +47,7 @@ from interop.verify_onnx import (
     VerificationError,
     verify_onnx,
 )
-from signlang_jax.files import atomic_path
+from signlang_jax.files import atomic_path, write_atomic
 
 EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript")
 INSTALL_HINT = "install the export extra: pip install -e '.[export]'"
@@ -360,7 +361,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR nothing was written to {args.output}", file=sys.stderr)
         return 1
     print(report.summary())
+    record = parity_record(report)
+    write_atomic(record_path(Path(args.output)), (json.dumps(record, indent=1) + "\n").encode())
     return 0
+
+
+def record_path(output: Path) -> Path:
+    """Where the export's verification record goes: OUTPUT.json beside the ONNX file."""
+    return output.with_name(output.name + ".json")
+
+
+def parity_record(report: ExportReport) -> dict:
+    """The verification figures of an export as JSON (read by the demo summary and
+    benchmarks/readme_figures.py)."""
+    return {"output": str(report.output), "step": report.step,
+            "max_abs_diff": report.max_abs_diff, "tolerance": report.tolerance,
+            "keypoints_equal": sum(r.keypoints_equal for r in report.rows),
+            "keypoints_total": sum(r.keypoints_total for r in report.rows),
+            "rows": [dataclasses.asdict(r) for r in report.rows]}
 
 
 if __name__ == "__main__":

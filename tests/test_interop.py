@@ -292,6 +292,12 @@ def test_export_parity_metadata_and_keypoints(exported):
     assert "parity onnxruntime vs JAX: max abs heatmap difference" in stdout
     assert "step 3" in stdout
     assert not list(path.parent.glob(".*.tmp"))
+    # The same figures, kept beside the file for the demo summary and the README figures.
+    record = json.loads(path.with_name("model.onnx.json").read_text())
+    assert record["step"] == 3 and record["output"] == str(path)
+    assert f"max abs heatmap difference {record['max_abs_diff']:.2e}" in stdout
+    assert record["max_abs_diff"] == max(r["max_abs_diff"] for r in record["rows"])
+    assert record["keypoints_total"] == sum(r["keypoints_total"] for r in record["rows"]) > 0
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     meta = {p.key: p.value for p in model.metadata_props}
