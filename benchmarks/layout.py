@@ -36,8 +36,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("inference", ("signlang_jax.inference",)),
     ("video", ("signlang_jax.video",)),
     ("commands", ("signlang_jax.main", "signlang_jax.evaluate", "signlang_jax.infer_image",
-                  "signlang_jax.live_demo", "signlang_jax.video.__main__",
-                  "signlang_jax.synth.__main__", "interop")),
+                  "signlang_jax.live_demo", "signlang_jax.demo_report",
+                  "signlang_jax.video.__main__", "signlang_jax.synth.__main__", "interop")),
 ]
 
 

@@ -85,27 +85,15 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
         best_fn=_metric_getter(metric, mode), best_mode=mode,
         cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1,
         create=not read_only, read_only=read_only, enable_async_checkpointing=True)
-    if not read_only:
-        return ocp.CheckpointManager(Path(directory).absolute(), options=options)
-    notice = _DropMessage("Given directory is read only")  # orbax's, on every read-only open
+    # ... and its notice on every read-only open is no problem either: dropped while opening.
+    notice = logging.Filter()
+    notice.filter = lambda r: not r.getMessage().startswith("Given directory is read only")
     absl_logger = logging.getLogger("absl")
     absl_logger.addFilter(notice)
     try:
         return ocp.CheckpointManager(Path(directory).absolute(), options=options)
     finally:
         absl_logger.removeFilter(notice)
-
-
-class _DropMessage(logging.Filter):
-    """Drops log records whose message starts with `prefix` (a notice that is no problem)."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False (drop) for the notice, True for everything else."""
-        return not record.getMessage().startswith(self.prefix)
 
 
 def _metric_getter(metric: str, mode: str) -> Callable[[dict], float]:
