@@ -46,8 +46,10 @@ class MetricLogger:
         self._jsonl.write(json.dumps({"step": step, **named}) + "\n")
         self._jsonl.flush()
         if "train/loss" in named:
+            # Shown at the bar's next redraw: a log file then gets one line per interval.
             self._bar.set_postfix(loss=f"{named['train/loss']:.3g}",
-                                  img_s=f"{named.get('train/images_per_sec', 0):.1f}")
+                                  img_s=f"{named.get('train/images_per_sec', 0):.1f}",
+                                  refresh=False)
         if any(k.startswith("val/") for k in named):
             self.print(val_summary(step, named))
 
