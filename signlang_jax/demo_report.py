@@ -123,7 +123,7 @@ def timing_text(run: DemoRun, finished: float | None = None) -> str:
                          f"{stats['images_per_sec']:.0f} images/s")
     if run.started is not None and finished is not None:
         minutes, seconds = divmod(round(finished - run.started), 60)
-        parts.append(f"the whole `make demo` {minutes} min {seconds} s")
+        parts.append(f"`make demo` after its setup {minutes} min {seconds} s")
     return "; ".join(parts) + f" (on {machine()})"
 
 
