@@ -15,6 +15,7 @@ Needs the `ray` extra (`pip install ".[ray]"`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -97,7 +98,7 @@ def run_ray(todo: Sequence[VideoInput], spec: ModelSpec, job: JobSettings,
     size = min(size, len(todo))
     # One thread per actor unless told otherwise: actors share the machine's cores.
     if spec.threads == 0 and not gpu:
-        spec = type(spec)(**{**spec.__dict__, "threads": 1})
+        spec = dataclasses.replace(spec, threads=1)
     dataset = ray.data.from_items([input_row(item) for item in todo],
                                   override_num_blocks=len(todo))
     # Ray Data restarts a dead actor and retries its call without limit by default.
