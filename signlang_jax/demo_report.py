@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -101,8 +102,6 @@ def parity_text(body: dict | None, hand: dict | None) -> str:
 
 def machine() -> str:
     """This machine, in the words timings are labelled with."""
-    import os
-
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

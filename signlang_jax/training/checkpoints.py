@@ -86,8 +86,9 @@ def make_checkpoint_manager(directory: Path, config: ml_collections.ConfigDict,
         cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1,
         create=not read_only, read_only=read_only, enable_async_checkpointing=True)
     # ... and its notice on every read-only open is no problem either: dropped while opening.
-    notice = logging.Filter()
-    notice.filter = lambda r: not r.getMessage().startswith("Given directory is read only")
+    def notice(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
     absl_logger = logging.getLogger("absl")
     absl_logger.addFilter(notice)
     try:
